@@ -1,0 +1,222 @@
+"""``result_backend = "django-db"``: task results in the database, through the ORM."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from celery import maybe_signature, states
+from celery.backends.base import BaseDictBackend
+from celery.exceptions import ChordError
+from celery.result import GroupResult, allow_join_result, result_from_tuple
+from celery.utils.log import get_logger
+from django.db import connections, router
+from django.utils.functional import classproperty
+
+from .. import codec, engines
+
+if TYPE_CHECKING:
+    from ..models import ChordCounter, TaskResult
+    from ..models import GroupResult as GroupResultModel
+
+logger = get_logger(__name__)
+
+
+class DatabaseBackend(BaseDictBackend):
+    """Celery result backend storing results in Django's database.
+
+    The models are imported when first used, so the backend can be built
+    before ``django.setup()``.
+    """
+
+    subpolling_interval = 0.5
+
+    @classproperty
+    def TaskModel(cls) -> type[TaskResult]:
+        from ..models import TaskResult
+
+        return TaskResult
+
+    @classproperty
+    def GroupModel(cls) -> type[GroupResultModel]:
+        from ..models import GroupResult as GroupResultModel
+
+        return GroupResultModel
+
+    @classproperty
+    def ChordCounterModel(cls) -> type[ChordCounter]:
+        from ..models import ChordCounter
+
+        return ChordCounter
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.codec = codec.Codec(self.serializer, self.accept)
+
+    # -- retries ------------------------------------------------------------
+
+    def exception_safe_to_retry(self, exc: BaseException) -> bool:
+        """True for transient database errors (lost connection, deadlock...); no side effect."""
+        return engines.is_transient_error(exc)
+
+    def on_backend_retryable_error(self, exc: BaseException) -> None:
+        """Before a retry, drop the broken connections of the aliases results use."""
+        for model in (self.TaskModel, self.GroupModel, self.ChordCounterModel):
+            for alias in {router.db_for_write(model), router.db_for_read(model)}:
+                connection = connections[alias]
+                if not connection.in_atomic_block:
+                    connection.close()
+
+    # -- content ------------------------------------------------------------
+
+    def encode_content(self, data: Any) -> tuple[str, str, str]:
+        """Serialize ``data``: ``(content_type, content_encoding, text)``."""
+        return self.codec.encode(data)
+
+    def decode_content(self, obj: Any, content: str | None) -> Any:
+        """Decode one column of ``obj`` (a row holding ``content_type``/``content_encoding``)."""
+        return self.codec.decode(obj.content_type, obj.content_encoding, content)
+
+    # -- tasks ----------------------------------------------------------------
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+        using: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        values = codec.task_values(
+            self.codec,
+            task_id=task_id,
+            status=state,
+            result=result,
+            traceback=traceback,
+            request=request,
+            children=self.current_task_children(request),
+            extended=bool(self.app.conf.find_value_for_key("extended", "result")),
+        )
+        self.TaskModel._default_manager.upsert(values, using=using)
+        return result
+
+    def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+        row = (
+            self.TaskModel._default_manager.filter(task_id=task_id)
+            .values(
+                "task_id", "status", "content_type", "content_encoding", "result",
+                "traceback", "meta", "date_done", "date_started", "task_name",
+                "task_args", "task_kwargs", "worker", "periodic_task_name",
+            )
+            .first()
+        )
+        if row is None:
+            return self.meta_from_decoded({
+                "task_id": task_id, "status": states.PENDING, "result": None,
+                "traceback": None, "children": None, "date_done": None,
+            })
+        return self.meta_from_decoded(codec.task_meta(self.codec, row))
+
+    def task_result_exists(self, task_id: str) -> bool:
+        """True when a row exists for ``task_id`` (even a PENDING one)."""
+        return self.TaskModel._default_manager.filter(task_id=task_id).exists()
+
+    def _forget(self, task_id: str) -> None:
+        self.TaskModel._default_manager.delete_task(task_id)
+
+    # -- groups ---------------------------------------------------------------
+
+    def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
+        content_type, content_encoding, text = self.encode_content(result.as_tuple())
+        self.GroupModel._default_manager.store_group_result(
+            content_type, content_encoding, group_id, text,
+        )
+        return result
+
+    def _restore_group(self, group_id: str) -> dict[str, Any] | None:
+        group = self.GroupModel._default_manager.get_group(group_id)
+        if group is None:
+            return None
+        stored = self.decode_content(group, group.result)
+        return {
+            "group_id": group.group_id,
+            "result": result_from_tuple(stored, app=self.app) if stored else None,
+            "date_done": group.date_done,
+        }
+
+    def _delete_group(self, group_id: str) -> None:
+        self.GroupModel._default_manager.delete_group(group_id)
+
+    def cleanup(self) -> None:
+        """Delete expired task and group results, and counters of vanished chords."""
+        if not self.expires:
+            return
+        from ..cleanup import delete_expired_results
+
+        delete_expired_results(self.expires)
+
+    # -- chords ---------------------------------------------------------------
+
+    def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> None:
+        """Start counting the parts of a chord header."""
+        if isinstance(header_result_args, GroupResult):
+            header = header_result_args
+        else:
+            header = self.app.GroupResult(*header_result_args)
+        parts = [r.as_tuple() for r in header]
+        size = body.get("chord_size") or len(parts)
+        self.ChordCounterModel._default_manager.start(header.id, json.dumps(parts), size)
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        """Celery tells the real number of parts (nested groups count their leaves)."""
+        self.ChordCounterModel._default_manager.resize(group_id, chord_size)
+
+    def add_to_chord(self, chord_id: str, result: Any) -> None:
+        """A header task replaced itself by more work: one more part to wait for."""
+        self.ChordCounterModel._default_manager.add_part(chord_id, result.as_tuple())
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
+        """Count a finished header part; the last one sends the callback."""
+        group_id = getattr(request, "group", None)
+        if not group_id or not getattr(request, "id", None):
+            return
+        counters = self.ChordCounterModel._default_manager
+        remaining = counters.part_done(group_id)
+        if remaining is None:
+            logger.warning("No chord counter for group %s; the part is not counted", group_id)
+            return
+        if remaining != 0:
+            return
+        counter = counters.filter(group_id=group_id).first()
+        if counter is None:
+            return
+        callback = maybe_signature(request.chord, app=self.app)
+        try:
+            fire_callback(self.app, callback, counter.group_result(app=self.app))
+        finally:
+            counters.filter(group_id=group_id).delete()
+
+
+def fire_callback(app: Any, callback: Any, header: GroupResult) -> None:
+    """Join the header and send the callback; on any failure mark the callback failed.
+
+    The callback is never dropped silently: the chord's result shows a
+    :class:`~celery.exceptions.ChordError` that names the cause.
+    """
+    join = header.join_native if header.supports_native_join else header.join
+    try:
+        with allow_join_result():
+            values = join(timeout=app.conf.result_chord_join_timeout, propagate=True)
+    except Exception as exc:
+        culprit = next(header._failed_join_report(), None)
+        reason = f"Dependency {culprit.id} raised {exc!r}" if culprit else repr(exc)
+        logger.exception("Chord %s failed: %s", header.id, reason)
+        app.backend.chord_error_from_stack(callback, ChordError(reason))
+        return
+    try:
+        callback.delay(values)
+    except Exception as exc:
+        logger.exception("Chord %s: the callback could not be sent", header.id)
+        app.backend.chord_error_from_stack(callback, ChordError(f"Callback error: {exc!r}"))

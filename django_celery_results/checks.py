@@ -1,0 +1,1 @@
+"""System checks: configuration problems reported by ``manage.py check`` and ``migrate``."""

@@ -1,0 +1,157 @@
+"""Celery result meta <-> table values, with no Django import.
+
+The stored formats are those of the installed base: ``result``, ``meta``,
+``task_args`` and ``task_kwargs`` hold the serializer's text, base64 when the
+serializer's encoding is ``binary`` (pickle). Rows are decoded with the content
+type they were written with, so changing ``result_serializer`` does not make
+older rows unreadable.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from celery import states
+from celery.utils.serialization import b64decode, b64encode
+from kombu.exceptions import DecodeError
+from kombu.serialization import dumps, loads
+
+BINARY = "binary"
+
+#: Keys of the meta Celery reads back. User data from ``request.meta`` is
+#: stored beside them but can never replace them.
+PROTOCOL_KEYS = frozenset({
+    "task_id", "status", "result", "traceback", "children", "date_done",
+    "name", "args", "kwargs", "worker", "retries", "queue",
+    "periodic_task_name", "date_started", "date_created",
+    "task_name", "task_args", "task_kwargs",
+    "group_id", "parent_id",
+})
+
+
+class Codec:
+    """Serialize values as the backend's serializer does; read any accepted content type."""
+
+    def __init__(self, serializer: str, accept: Iterable[str]) -> None:
+        self.serializer = serializer
+        self.accept = set(accept)
+
+    def encode(self, data: Any) -> tuple[str, str, str]:
+        """Return ``(content_type, content_encoding, text)`` for ``data``."""
+        content_type, content_encoding, payload = dumps(data, serializer=self.serializer)
+        if content_encoding == BINARY:
+            payload = b64encode(payload)
+        if isinstance(payload, bytes):
+            payload = payload.decode("utf-8")
+        return content_type, content_encoding, payload
+
+    def decode(self, content_type: str, content_encoding: str, text: str | None) -> Any:
+        """Decode one stored column; empty columns decode to ``None``."""
+        if not text:
+            return None
+        payload: str | bytes = b64decode(text) if content_encoding == BINARY else text
+        return loads(payload, content_type, content_encoding, accept=self.accept)
+
+    def decode_lenient(self, content_type: str, content_encoding: str, text: str | None) -> Any:
+        """Decode ``task_args``/``task_kwargs``; text that does not decode is returned as is.
+
+        Rows written by very old versions hold plain ``repr`` text there.
+        """
+        try:
+            return self.decode(content_type, content_encoding, text)
+        except (DecodeError, binascii.Error, ValueError):
+            return text
+
+
+def request_fields(request: Any, extended: bool) -> dict[str, Any]:
+    """The columns that describe what ran: name, arguments, worker, periodic task.
+
+    ``argsrepr``/``kwargsrepr`` are stored rather than the arguments themselves,
+    as the installed base does: Celery lets tasks mask secrets there.
+    """
+    if request is None or not extended:
+        return {}
+    args = getattr(request, "argsrepr", None)
+    if args is None:
+        args = getattr(request, "args", None)
+    kwargs = getattr(request, "kwargsrepr", None)
+    if kwargs is None:
+        kwargs = getattr(request, "kwargs", None)
+    return {
+        "task_name": getattr(request, "task", None),
+        "task_args": args,
+        "task_kwargs": kwargs,
+        "worker": getattr(request, "hostname", None),
+        "periodic_task_name": getattr(request, "periodic_task_name", None),
+    }
+
+
+def user_meta(request: Any) -> dict[str, Any]:
+    """User data a task put in ``request.meta`` (upstream's "injecting metadata")."""
+    meta = getattr(request, "meta", None) if request is not None else None
+    return dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def task_values(
+    codec: Codec,
+    *,
+    task_id: str,
+    status: str,
+    result: Any,
+    traceback: str | None,
+    request: Any,
+    children: list[Any] | None,
+    extended: bool,
+) -> dict[str, Any]:
+    """Column values for one ``store_result`` call (``result`` already prepared by Celery)."""
+    content_type, content_encoding, result_text = codec.encode(result)
+    values: dict[str, Any] = {
+        "task_id": task_id,
+        "status": status,
+        "content_type": content_type,
+        "content_encoding": content_encoding,
+        "result": result_text,
+        "traceback": traceback,
+        "meta": codec.encode({**user_meta(request), "children": children})[2],
+    }
+    for name, value in request_fields(request, extended).items():
+        if name in ("task_args", "task_kwargs") and value is not None:
+            value = codec.encode(value)[2]
+        values[name] = value
+    return values
+
+
+def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Celery's meta dict for a stored row (exceptions are still in their stored form).
+
+    Protocol keys always come from the columns; user meta only adds keys.
+    """
+    ctype, cenc = row["content_type"], row["content_encoding"]
+    stored_meta = codec.decode(ctype, cenc, row.get("meta")) or {}
+    args = codec.decode_lenient(ctype, cenc, row.get("task_args"))
+    kwargs = codec.decode_lenient(ctype, cenc, row.get("task_kwargs"))
+    status = row["status"]
+    date_done: datetime | None = row.get("date_done") if status in states.READY_STATES else None
+    meta = {k: v for k, v in stored_meta.items() if k not in PROTOCOL_KEYS}
+    meta.update(
+        task_id=row["task_id"],
+        status=status,
+        result=codec.decode(ctype, cenc, row.get("result")),
+        traceback=row.get("traceback"),
+        children=stored_meta.get("children"),
+        date_done=date_done,
+        name=row.get("task_name"),
+        args=args,
+        kwargs=kwargs,
+        worker=row.get("worker"),
+        periodic_task_name=row.get("periodic_task_name"),
+        date_started=row.get("date_started"),
+        # The names upstream returned as well; kept for code that reads them.
+        task_name=row.get("task_name"),
+        task_args=args,
+        task_kwargs=kwargs,
+    )
+    return meta

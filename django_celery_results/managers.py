@@ -1,0 +1,335 @@
+"""Managers: every query on the three tables, routed through Django's routers."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from celery import states
+from celery.utils.time import maybe_timedelta
+from django.conf import settings
+from django.db import connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from . import engines
+from .conf import app_settings
+from .exceptions import ValueTooLong
+from .utils import now
+
+if TYPE_CHECKING:
+    from .models import ChordCounter, GroupResult, TaskResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+W_ISOLATION_REP = (
+    "Polling results with transaction isolation level 'repeatable-read' within the "
+    "same transaction may give outdated results. Commit the transaction for each "
+    "poll, or use READ COMMITTED for the connection that reads results."
+)
+
+
+class TxIsolationWarning(UserWarning):
+    """The connection reading results runs at REPEATABLE READ and may see stale rows."""
+
+
+def transaction_retry(max_retries: int = 1) -> Callable[[F], F]:
+    """Retry the decorated database operation on transient errors only.
+
+    Lost connections, deadlocks and serialization failures are retried up to
+    ``max_retries`` times (callers may pass ``exception_retry_count=``); any
+    other error, e.g. ``DataError`` or ``IntegrityError``, is raised at once.
+    """
+
+    def decorate(fun: F) -> F:
+        @wraps(fun)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            budget = kwargs.pop("exception_retry_count", max_retries)
+            attempt = 0
+            while True:
+                try:
+                    return fun(*args, **kwargs)
+                except Exception as exc:
+                    if attempt >= budget or not engines.is_transient_error(exc):
+                        raise
+                    attempt += 1
+                    _drop_broken_connections()
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _drop_broken_connections() -> None:
+    """Close connections that failed outside a transaction so the next use reconnects."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
+
+
+def check_lengths(model: type[models.Model], values: Mapping[str, Any]) -> None:
+    """Raise :class:`ValueTooLong` for any value longer than its column.
+
+    Done in Python for every engine: SQLite does not enforce lengths and MySQL
+    in non-strict mode truncates silently.
+    """
+    for name, value in values.items():
+        field = model._meta.get_field(name)
+        max_length = getattr(field, "max_length", None)
+        if max_length and isinstance(value, str) and len(value) > max_length:
+            raise ValueTooLong(model.__name__, name, max_length, len(value))
+
+
+class ResultQuerySet(models.QuerySet):
+    """Queries shared by task and group results."""
+
+    def done_before(self, moment: datetime) -> ResultQuerySet:
+        """Rows whose latest write is older than ``moment``."""
+        return self.filter(date_done__lt=moment)
+
+
+class ResultManager(models.Manager):
+    """Generic manager for celery results."""
+
+    def get_queryset(self) -> ResultQuerySet:
+        return ResultQuerySet(self.model, using=self._db)
+
+    def connection_for_write(self) -> BaseDatabaseWrapper:
+        """The connection Django's routers send writes of this model to."""
+        return connections[router.db_for_write(self.model)]
+
+    def connection_for_read(self) -> BaseDatabaseWrapper:
+        """The connection Django's routers send reads of this model to."""
+        return connections[self.db]
+
+    def current_engine(self) -> str:
+        """The ``ENGINE`` setting of the database results are read from."""
+        return str(settings.DATABASES[self.db]["ENGINE"])
+
+    def warn_if_repeatable_read(self) -> None:
+        """Warn (:class:`TxIsolationWarning`) when results are read at REPEATABLE READ."""
+        level = engines.isolation_level(self.connection_for_read())
+        if level == "REPEATABLE-READ":
+            warnings.warn(TxIsolationWarning(W_ISOLATION_REP), stacklevel=2)
+
+    def get_all_expired(self, expires: timedelta | float | int) -> ResultQuerySet:
+        """Rows older than ``expires`` (a timedelta or seconds), read from the write alias.
+
+        The write alias, because what it returns is about to be deleted: a
+        replica may lag behind.
+        """
+        before = now() - maybe_timedelta(expires)
+        return self.get_queryset().using(router.db_for_write(self.model)).done_before(before)
+
+    def delete_expired(
+        self, expires: timedelta | float | int, batch_size: int | None = None,
+    ) -> int:
+        """Delete rows older than ``expires`` in short batches; return how many went."""
+        return delete_in_batches(self.get_all_expired(expires), batch_size)
+
+
+def delete_in_batches(queryset: models.QuerySet, batch_size: int | None = None) -> int:
+    """Delete ``queryset`` a batch of primary keys at a time, each in its own transaction.
+
+    Short transactions keep locks brief on a busy table, and memory stays
+    bounded by the batch, not by the number of rows.
+    """
+    size = batch_size or app_settings.cleanup_batch_size
+    alias = queryset.db
+    keys = queryset.order_by().values_list("pk", flat=True)
+    deleted = 0
+    while True:
+        with transaction.atomic(using=alias):
+            batch = list(keys[:size])
+            if not batch:
+                return deleted
+            count, _ = queryset.model._base_manager.using(alias).filter(pk__in=batch).delete()
+            deleted += count
+
+
+class TaskResultManager(ResultManager):
+    """Manager for :class:`~django_celery_results.models.TaskResult`."""
+
+    model: type[TaskResult]
+
+    def get_task(self, task_id: str) -> TaskResult:
+        """The stored result, or an unsaved PENDING instance when there is none."""
+        try:
+            return self.get(task_id=task_id)
+        except self.model.DoesNotExist:
+            return self.model(task_id=task_id, status=states.PENDING)
+
+    @transaction_retry(max_retries=2)
+    def store_result(
+        self,
+        content_type: str,
+        content_encoding: str,
+        task_id: str,
+        result: str | None,
+        status: str,
+        traceback: str | None = None,
+        meta: str | None = None,
+        periodic_task_name: str | None = None,
+        task_name: str | None = None,
+        task_args: str | None = None,
+        task_kwargs: str | None = None,
+        worker: str | None = None,
+        using: str | None = None,
+        **kwargs: Any,
+    ) -> TaskResult:
+        """Store (create or update) the result of a task in one statement.
+
+        Values are already serialized. The write follows the state precedence
+        rule of :mod:`django_celery_results.engines`: a stored SUCCESS is kept, a
+        ready state is not replaced by a progress state. ``date_started``
+        may be passed; ``exception_retry_count`` sets the retry budget.
+        Returns an unsaved instance holding the values written.
+        """
+        values: dict[str, Any] = {
+            "task_id": task_id,
+            "status": status,
+            "content_type": content_type,
+            "content_encoding": content_encoding,
+            "result": result,
+            "traceback": traceback,
+            "meta": meta,
+            "periodic_task_name": periodic_task_name,
+            "task_name": task_name,
+            "task_args": task_args,
+            "task_kwargs": task_kwargs,
+            "worker": worker,
+            "date_started": kwargs.get("date_started"),
+        }
+        self.upsert(values, using=using)
+        return self.model(**values)
+
+    def upsert(self, values: Mapping[str, Any], using: str | None = None) -> None:
+        """Write one task's columns with the single-statement upsert.
+
+        ``date_started`` comes from Django's clock when STARTED is stored (the
+        database's clock may run in another time zone).
+        """
+        check_lengths(self.model, values)
+        moment = now()
+        row = {**values, "date_done": moment, "date_created": moment}
+        if row.get("date_started") is None and values["status"] == states.STARTED:
+            row["date_started"] = moment
+        alias = using or router.db_for_write(self.model)
+        connection = connections[alias]
+        sql = engines.upsert_task_sql(
+            connection, self.model._meta.db_table, list(row), str(values["status"]),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, engines.prepared(connection, self.model, row))
+
+    def delete_task(self, task_id: str) -> None:
+        """Delete one task's row (``forget``); a missing row is not an error."""
+        self.get_queryset().using(router.db_for_write(self.model)).filter(
+            task_id=task_id
+        ).delete()
+
+
+class GroupResultManager(ResultManager):
+    """Manager for :class:`~django_celery_results.models.GroupResult`."""
+
+    model: type[GroupResult]
+
+    def get_group(self, group_id: str) -> GroupResult | None:
+        """The saved group, or ``None``."""
+        return self.filter(group_id=group_id).first()
+
+    @transaction_retry(max_retries=2)
+    def store_group_result(
+        self,
+        content_type: str,
+        content_encoding: str,
+        group_id: str,
+        result: str | None,
+        using: str | None = None,
+    ) -> GroupResult:
+        """Save (create or replace) a group result in one statement."""
+        values = {
+            "group_id": group_id,
+            "content_type": content_type,
+            "content_encoding": content_encoding,
+            "result": result,
+        }
+        check_lengths(self.model, values)
+        moment = now()
+        group = self.model(**values, date_created=moment, date_done=moment)
+        alias = using or router.db_for_write(self.model)
+        self.model._base_manager.using(alias).bulk_create(
+            [group],
+            update_conflicts=True,
+            unique_fields=["group_id"],
+            update_fields=["content_type", "content_encoding", "result", "date_done"],
+        )
+        return group
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a saved group; a missing group is not an error."""
+        self.get_queryset().using(router.db_for_write(self.model)).filter(
+            group_id=group_id
+        ).delete()
+
+
+class ChordCounterManager(models.Manager):
+    """Manager for :class:`~django_celery_results.models.ChordCounter`."""
+
+    model: type[ChordCounter]
+
+    def start(self, group_id: str, sub_tasks: str, count: int) -> None:
+        """Create the counter of a chord, or reset it when the group id is applied again."""
+        check_lengths(self.model, {"group_id": group_id})
+        alias = router.db_for_write(self.model)
+        self.model._base_manager.using(alias).bulk_create(
+            [self.model(group_id=group_id, sub_tasks=sub_tasks, count=count)],
+            update_conflicts=True,
+            unique_fields=["group_id"],
+            update_fields=["sub_tasks", "count"],
+        )
+
+    def resize(self, group_id: str, size: int) -> None:
+        """Set the number of parts, counting what already finished (``set_chord_size``)."""
+        alias = router.db_for_write(self.model)
+        with transaction.atomic(using=alias):
+            counter = (
+                self.model._base_manager.using(alias).select_for_update()
+                .filter(group_id=group_id).first()
+            )
+            if counter is None:
+                return
+            initial = len(json.loads(counter.sub_tasks))
+            finished = initial - counter.count
+            counter.count = max(size - finished, 0)
+            counter.save(update_fields=["count"], using=alias)
+
+    def add_part(self, group_id: str, part: Any) -> None:
+        """One more part to wait for (``add_to_chord``)."""
+        alias = router.db_for_write(self.model)
+        with transaction.atomic(using=alias):
+            counter = (
+                self.model._base_manager.using(alias).select_for_update()
+                .filter(group_id=group_id).first()
+            )
+            if counter is None:
+                return
+            counter.sub_tasks = json.dumps([*json.loads(counter.sub_tasks), part])
+            counter.count += 1
+            counter.save(update_fields=["sub_tasks", "count"], using=alias)
+
+    def part_done(self, group_id: str) -> int | None:
+        """Count one finished part; return how many remain, ``None`` if there is no counter."""
+        alias = router.db_for_write(self.model)
+        rows = self.model._base_manager.using(alias).filter(group_id=group_id)
+        with transaction.atomic(using=alias):
+            rows.filter(count__gt=0).update(count=models.F("count") - 1)
+            remaining = list(rows.values_list("count", flat=True))
+        return remaining[0] if remaining else None
+
+    def for_groups(self, group_ids: Iterable[str]) -> models.QuerySet:
+        """Counters of the given groups."""
+        return self.filter(group_id__in=list(group_ids))

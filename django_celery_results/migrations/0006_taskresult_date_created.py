@@ -1,0 +1,21 @@
+# date_created starts as the completion date of existing rows.
+import django.utils.timezone
+from django.db import migrations, models
+
+
+def fill_date_created(apps, schema_editor):
+    TaskResult = apps.get_model("django_celery_results", "TaskResult")
+    TaskResult.objects.using(schema_editor.connection.alias).update(date_created=models.F("date_done"))
+
+
+class Migration(migrations.Migration):
+    dependencies = [("django_celery_results", "0005_taskresult_worker")]
+
+    operations = [
+        migrations.AddField(
+            "taskresult", "date_created",
+            models.DateTimeField(auto_now_add=True, db_index=True, default=django.utils.timezone.now, verbose_name="Created DateTime"),
+            preserve_default=False,
+        ),
+        migrations.RunPython(fill_date_created, migrations.RunPython.noop),
+    ]

@@ -1,0 +1,7 @@
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("django_celery_results", "0006_taskresult_date_created")]
+
+    operations = [migrations.RemoveField("taskresult", "hidden")]

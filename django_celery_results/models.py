@@ -1,0 +1,200 @@
+"""The three tables: task results, group results and chord counters.
+
+Table names, columns and index names are those of the installed base of
+``django-celery-results`` so that switching needs only ``migrate``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from celery import states
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from . import managers
+from .conf import app_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from celery.result import GroupResult as CeleryGroupResult
+
+# Column lengths are part of the schema, so they are fixed when the models load.
+ID_MAX_LENGTH = app_settings.task_id_max_length
+
+
+class TaskResult(models.Model):
+    """One row per task id: its latest state, result and what ran it."""
+
+    task_id = models.CharField(
+        _("Task ID"), max_length=ID_MAX_LENGTH, unique=True,
+        help_text=_("Celery ID of the task"),
+    )
+    periodic_task_name = models.CharField(
+        _("Periodic Task Name"), max_length=255, null=True,
+        help_text=_("Name of the periodic task (celery beat entry) that sent the task"),
+    )
+    task_name = models.CharField(
+        _("Task Name"), max_length=ID_MAX_LENGTH, null=True,
+        help_text=_("Name of the task"),
+    )
+    task_args = models.TextField(
+        _("Task Positional Arguments"), null=True,
+        help_text=_("Serialized representation of the positional arguments"),
+    )
+    task_kwargs = models.TextField(
+        _("Task Named Arguments"), null=True,
+        help_text=_("Serialized representation of the keyword arguments"),
+    )
+    status = models.CharField(
+        _("Task State"), max_length=50, default=states.PENDING,
+        help_text=_("Current state of the task"),
+    )
+    worker = models.CharField(
+        _("Worker"), max_length=100, default=None, null=True,
+        help_text=_("Host name of the worker that ran the task"),
+    )
+    content_type = models.CharField(
+        _("Result Content Type"), max_length=128,
+        help_text=_("Content type of the serialized result"),
+    )
+    content_encoding = models.CharField(
+        _("Result Encoding"), max_length=64,
+        help_text=_("Encoding of the serialized result ('binary' means base64 text)"),
+    )
+    result = models.TextField(
+        _("Result Data"), null=True, default=None, editable=False,
+        help_text=_("The serialized return value (or exception) of the task"),
+    )
+    date_created = models.DateTimeField(
+        _("Created DateTime"), auto_now_add=True,
+        help_text=_("When the row was first written"),
+    )
+    date_started = models.DateTimeField(
+        _("Started DateTime"), null=True, default=None,
+        help_text=_("When a worker started the task (with task_track_started)"),
+    )
+    date_done = models.DateTimeField(
+        _("Completed DateTime"), auto_now=True,
+        help_text=_("When the latest state was stored; for ready states, when the task ended"),
+    )
+    traceback = models.TextField(
+        _("Traceback"), blank=True, null=True,
+        help_text=_("Traceback of the failure, if the task failed"),
+    )
+    meta = models.TextField(
+        _("Task Meta Information"), null=True, default=None, editable=False,
+        help_text=_("Serialized extra information: children and user metadata"),
+    )
+
+    objects = managers.TaskResultManager()
+
+    class Meta:
+        ordering = ["-date_done"]
+        verbose_name = _("task result")
+        verbose_name_plural = _("task results")
+        indexes = [
+            models.Index(fields=["task_name"], name="django_cele_task_na_08aec9_idx"),
+            models.Index(fields=["status"], name="django_cele_status_9b6201_idx"),
+            models.Index(fields=["worker"], name="django_cele_worker_d54dd8_idx"),
+            models.Index(fields=["date_created"], name="django_cele_date_cr_f04a50_idx"),
+            models.Index(fields=["date_done"], name="django_cele_date_do_f59aad_idx"),
+            models.Index(fields=["periodic_task_name"], name="django_cele_periodi_1993cf_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"<Task: {self.task_id} ({self.status})>"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row's raw (still serialized) values, under the names upstream used."""
+        return {
+            "task_id": self.task_id,
+            "task_name": self.task_name,
+            "task_args": self.task_args,
+            "task_kwargs": self.task_kwargs,
+            "status": self.status,
+            "result": self.result,
+            "date_done": self.date_done,
+            "traceback": self.traceback,
+            "meta": self.meta,
+            "worker": self.worker,
+        }
+
+
+class ChordCounter(models.Model):
+    """How many parts of a chord header are still to finish."""
+
+    group_id = models.CharField(
+        _("Group ID"), max_length=ID_MAX_LENGTH, unique=True,
+        help_text=_("Celery ID of the chord header group"),
+    )
+    sub_tasks = models.TextField(
+        help_text=_("JSON list of the header's result tuples; use .group_result() to decode"),
+    )
+    count = models.PositiveIntegerField(
+        help_text=_("Parts of the header that have not finished yet"),
+    )
+
+    objects = managers.ChordCounterManager()
+
+    def __str__(self) -> str:
+        return f"<ChordCounter: {self.group_id} ({self.count} left)>"
+
+    def group_result(self, app: Celery | None = None) -> CeleryGroupResult:
+        """The chord header as a :class:`celery.result.GroupResult`."""
+        from celery.result import GroupResult as CeleryGroupResult
+        from celery.result import result_from_tuple
+
+        return CeleryGroupResult(
+            self.group_id,
+            [result_from_tuple(item, app=app) for item in json.loads(self.sub_tasks)],
+            app=app,
+        )
+
+
+class GroupResult(models.Model):
+    """A saved :class:`celery.result.GroupResult` (``GroupResult.save()``)."""
+
+    group_id = models.CharField(
+        _("Group ID"), max_length=ID_MAX_LENGTH, unique=True,
+        help_text=_("Celery ID of the group"),
+    )
+    date_created = models.DateTimeField(
+        _("Created DateTime"), auto_now_add=True,
+        help_text=_("When the group result was first saved"),
+    )
+    date_done = models.DateTimeField(
+        _("Completed DateTime"), auto_now=True,
+        help_text=_("When the group result was last saved"),
+    )
+    content_type = models.CharField(
+        _("Result Content Type"), max_length=128,
+        help_text=_("Content type of the serialized result"),
+    )
+    content_encoding = models.CharField(
+        _("Result Encoding"), max_length=64,
+        help_text=_("Encoding of the serialized result ('binary' means base64 text)"),
+    )
+    result = models.TextField(
+        _("Result Data"), null=True, default=None, editable=False,
+        help_text=_("The serialized list of member result tuples"),
+    )
+
+    objects = managers.GroupResultManager()
+
+    class Meta:
+        ordering = ["-date_done"]
+        verbose_name = _("group result")
+        verbose_name_plural = _("group results")
+        indexes = [
+            models.Index(fields=["date_created"], name="django_cele_date_cr_bd6c1d_idx"),
+            models.Index(fields=["date_done"], name="django_cele_date_do_caae0e_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"<Group: {self.group_id}>"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row's raw values, under the names upstream used."""
+        return {"group_id": self.group_id, "result": self.result, "date_done": self.date_done}

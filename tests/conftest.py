@@ -1,0 +1,47 @@
+"""Fixtures: a Celery app wired to this package's backends, in this process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+
+def make_app(backend: str = "django-db", **conf: Any) -> Celery:
+    """A Celery app (no broker needed) whose results go to ``backend``."""
+    app = Celery("tests", set_as_current=False)
+    app.conf.update(
+        broker_url="memory://",
+        result_backend=backend,
+        result_extended=True,
+        accept_content=["json"],
+        result_accept_content=None,
+        **conf,
+    )
+    return app
+
+
+@pytest.fixture
+def celery_app_factory() -> Iterator[Any]:
+    apps: list[Celery] = []
+
+    def factory(backend: str = "django-db", **conf: Any) -> Celery:
+        app = make_app(backend, **conf)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.close()
+
+
+@pytest.fixture
+def app(celery_app_factory: Any) -> Celery:
+    return celery_app_factory()
+
+
+@pytest.fixture
+def backend(app: Celery) -> Any:
+    return app.backend
