@@ -64,7 +64,7 @@ def database(engine: str, name: str = "test") -> dict[str, Any]:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(BASE_DIR / ".cache" / "tests.sqlite3"),
         # A file, not memory: worker processes and concurrent tests share it.
-        "TEST": {"NAME": str(BASE_DIR / ".cache" / f"test_{os.environ.get('DCR_TEST_DB_NAME', 'dcr')}.sqlite3")},
+        "TEST": {"NAME": str(BASE_DIR / ".cache" / f"test_{os.environ.get('DCR_TEST_DB_NAME', 'dcr')}.db")},
         "OPTIONS": {"timeout": 30},
     }
 
