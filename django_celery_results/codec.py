@@ -17,7 +17,7 @@ from typing import Any
 from celery import states
 from celery.utils.serialization import b64decode, b64encode
 from kombu.exceptions import DecodeError
-from kombu.serialization import dumps, loads
+from kombu.serialization import dumps, loads, prepare_accept_content
 
 BINARY = "binary"
 
@@ -37,7 +37,8 @@ class Codec:
 
     def __init__(self, serializer: str, accept: Iterable[str]) -> None:
         self.serializer = serializer
-        self.accept = set(accept)
+        # Names ("json") or content types ("application/json") alike.
+        self.accept = prepare_accept_content(list(accept))
 
     def encode(self, data: Any) -> tuple[str, str, str]:
         """Return ``(content_type, content_encoding, text)`` for ``data``."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from celery import states
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 #: How a new state ranks against the stored one. A write applies only when the
@@ -84,6 +85,19 @@ def upsert_task_sql(
         f"INSERT INTO {current} ({cols}) VALUES ({marks}) "
         f"ON CONFLICT ({qn('task_id')}) DO UPDATE SET {', '.join(sets)} "
         f"WHERE {status_col} <> '{states.SUCCESS}' AND {_rank_sql(status_col)} <= {rank}"
+    )
+
+
+def upsert_row(model: Any, alias: str, row: Any, unique_field: str, update_fields: Sequence[str]) -> None:
+    """Insert ``row`` or update the existing row with the same ``unique_field``, in one statement.
+
+    MySQL's ``ON DUPLICATE KEY UPDATE`` cannot name the conflicting column (any
+    unique key triggers it), so the target is given only where the engine takes one.
+    """
+    connection = connections[alias]
+    target = [unique_field] if connection.features.supports_update_conflicts_with_target else None
+    model._base_manager.using(alias).bulk_create(
+        [row], update_conflicts=True, unique_fields=target, update_fields=list(update_fields),
     )
 
 

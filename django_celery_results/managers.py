@@ -261,11 +261,9 @@ class GroupResultManager(ResultManager):
         moment = now()
         group = self.model(**values, date_created=moment, date_done=moment)
         alias = using or router.db_for_write(self.model)
-        self.model._base_manager.using(alias).bulk_create(
-            [group],
-            update_conflicts=True,
-            unique_fields=["group_id"],
-            update_fields=["content_type", "content_encoding", "result", "date_done"],
+        engines.upsert_row(
+            self.model, alias, group, "group_id",
+            ["content_type", "content_encoding", "result", "date_done"],
         )
         return group
 
@@ -285,12 +283,8 @@ class ChordCounterManager(models.Manager):
         """Create the counter of a chord, or reset it when the group id is applied again."""
         check_lengths(self.model, {"group_id": group_id})
         alias = router.db_for_write(self.model)
-        self.model._base_manager.using(alias).bulk_create(
-            [self.model(group_id=group_id, sub_tasks=sub_tasks, count=count)],
-            update_conflicts=True,
-            unique_fields=["group_id"],
-            update_fields=["sub_tasks", "count"],
-        )
+        counter = self.model(group_id=group_id, sub_tasks=sub_tasks, count=count)
+        engines.upsert_row(self.model, alias, counter, "group_id", ["sub_tasks", "count"])
 
     def resize(self, group_id: str, size: int) -> None:
         """Set the number of parts, counting what already finished (``set_chord_size``)."""

@@ -210,7 +210,7 @@ def fire_callback(app: Any, callback: Any, header: GroupResult) -> None:
         with allow_join_result():
             values = join(timeout=app.conf.result_chord_join_timeout, propagate=True)
     except Exception as exc:
-        culprit = next(header._failed_join_report(), None)
+        culprit = next((r for r in header.results if r.state in states.PROPAGATE_STATES), None)
         reason = f"Dependency {culprit.id} raised {exc!r}" if culprit else repr(exc)
         logger.exception("Chord %s failed: %s", header.id, reason)
         app.backend.chord_error_from_stack(callback, ChordError(reason))

@@ -1,0 +1,320 @@
+"""The ``django-db`` backend honours Celery's result-backend contract."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from celery import states, uuid as celery_uuid
+from celery.app.task import Context
+from celery.exceptions import ChordError
+from celery.result import AsyncResult, GroupResult
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_celery_results.backends.database import DatabaseBackend
+from django_celery_results.models import ChordCounter, TaskResult
+from django_celery_results.models import GroupResult as GroupResultModel
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SERIALIZERS = {
+    "json": {"result_serializer": "json", "accept_content": ["json"]},
+    "pickle": {"result_serializer": "pickle", "accept_content": ["json", "pickle"]},
+}
+
+
+@pytest.fixture(params=[(s, e) for s in SERIALIZERS for e in (True, False)],
+                ids=lambda p: f"{p[0]}-{'extended' if p[1] else 'plain'}")
+def configured(request: Any, celery_app_factory: Any) -> Any:
+    serializer, extended = request.param
+    return celery_app_factory(result_extended=extended, **SERIALIZERS[serializer])
+
+
+def make_request(task_id: str, **extra: Any) -> Context:
+    return Context(
+        id=task_id, task="proj.tasks.add", args=[2, 3], kwargs={"z": 1}, argsrepr="(2, 3)",
+        kwargsrepr="{'z': 1}", hostname="celery@worker1", delivery_info={"routing_key": "celery"},
+        retries=0, **extra,
+    )
+
+
+@pytest.mark.parametrize("state", [states.PENDING, states.RECEIVED, states.STARTED, states.RETRY,
+                                   states.SUCCESS, states.REVOKED, "PROGRESS"])
+def test_every_state_is_stored_and_read_back(configured: Any, state: str) -> None:
+    backend = configured.backend
+    task_id = celery_uuid()
+    value: Any = {"progress": 50} if state == "PROGRESS" else [1, "two", {"3": 4.5}]
+    if state in states.EXCEPTION_STATES:
+        value = ValueError("why it stopped")
+    backend.store_result(task_id, value, state, request=make_request(task_id))
+
+    meta = backend.get_task_meta(task_id, cache=False)
+    assert meta["status"] == state
+    assert meta["task_id"] == task_id
+    if state in states.EXCEPTION_STATES:
+        assert isinstance(meta["result"], ValueError)
+        assert meta["result"].args == ("why it stopped",)
+    else:
+        assert meta["result"] == value
+    assert meta["children"] == []
+    assert (meta["date_done"] is not None) == (state in states.READY_STATES)
+    extended = configured.conf.result_extended
+    assert meta["name"] == ("proj.tasks.add" if extended else None)
+    assert meta["args"] == ("(2, 3)" if extended else None)
+    assert meta["kwargs"] == ("{'z': 1}" if extended else None)
+    assert meta["worker"] == ("celery@worker1" if extended else None)
+    assert AsyncResult(task_id, backend=backend).state == state
+
+
+def test_failure_keeps_exception_and_traceback_without_result_extended(configured: Any) -> None:
+    backend = configured.backend
+    task_id = celery_uuid()
+    backend.mark_as_failure(task_id, KeyError("missing"), traceback="Traceback: boom",
+                            request=make_request(task_id))
+    result = AsyncResult(task_id, backend=backend)
+    assert result.state == states.FAILURE
+    assert isinstance(result.result, KeyError)
+    assert result.result.args == ("missing",)
+    assert result.traceback == "Traceback: boom"
+    assert TaskResult.objects.get(task_id=task_id).traceback == "Traceback: boom"
+
+
+def test_pickle_rows_are_binary_base64(celery_app_factory: Any) -> None:
+    backend = celery_app_factory(**SERIALIZERS["pickle"]).backend
+    backend.mark_as_done("p1", {b"raw": (1, 2)}, request=make_request("p1"))
+    row = TaskResult.objects.get(task_id="p1")
+    assert (row.content_type, row.content_encoding) == ("application/x-python-serialize", "binary")
+    assert backend.get_task_meta("p1", cache=False)["result"] == {b"raw": (1, 2)}
+    # A JSON-only reader refuses pickle instead of unpickling untrusted data.
+    reader = celery_app_factory(**SERIALIZERS["json"]).backend
+    with pytest.raises(Exception, match="untrusted|Refusing"):
+        reader.get_task_meta("p1", cache=False)
+
+
+def test_store_result_accepts_celery_keyword_names(backend: DatabaseBackend) -> None:
+    backend.store_result(task_id="kw", result=7, state=states.SUCCESS, traceback=None,
+                         request=make_request("kw"))
+    assert backend.get_task_meta(task_id="kw", cache=False)["result"] == 7
+
+
+def test_started_then_success_keeps_date_started_and_date_created(backend: DatabaseBackend) -> None:
+    backend.mark_as_started("s1")
+    started = TaskResult.objects.get(task_id="s1")
+    assert started.date_started is not None
+    backend.mark_as_done("s1", 1, request=make_request("s1"))
+    done = TaskResult.objects.get(task_id="s1")
+    assert done.status == states.SUCCESS
+    assert done.date_started == started.date_started
+    assert done.date_created == started.date_created
+    assert done.date_done >= started.date_done
+    assert backend.get_task_meta("s1", cache=False)["date_started"] == started.date_started
+
+
+def test_progress_update_does_not_blank_what_started_stored(backend: DatabaseBackend) -> None:
+    backend.store_result("u1", None, states.STARTED, request=make_request("u1"))
+    backend.store_result("u1", {"done": 3}, "PROGRESS")  # update_state(): no request
+    row = TaskResult.objects.get(task_id="u1")
+    assert (row.status, row.task_name, row.worker) == ("PROGRESS", "proj.tasks.add", "celery@worker1")
+
+
+def test_a_write_is_one_statement(backend: DatabaseBackend) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        backend.store_result("one", 1, states.STARTED, request=make_request("one"))
+        backend.store_result("one", 2, states.SUCCESS, request=make_request("one"))
+    assert len(queries) == 2, [q["sql"] for q in queries]
+
+
+def test_reading_meta_is_one_query(backend: DatabaseBackend) -> None:
+    backend.mark_as_done("r1", 1)
+    with CaptureQueriesContext(connection) as queries:
+        backend.get_task_meta("r1", cache=False)
+    assert len(queries) == 1
+
+
+def test_user_meta_is_stored_but_cannot_replace_protocol_keys(backend: DatabaseBackend) -> None:
+    request = make_request("m1", meta={"status": "FORGED", "result": "forged", "owner": "alice"})
+    backend.store_result("m1", "real", states.SUCCESS, request=request)
+    meta = backend.get_task_meta("m1", cache=False)
+    assert (meta["status"], meta["result"], meta["owner"]) == (states.SUCCESS, "real", "alice")
+
+
+def test_missing_task_is_pending(backend: DatabaseBackend) -> None:
+    meta = backend.get_task_meta("never-sent", cache=False)
+    assert meta["status"] == states.PENDING
+    assert meta["result"] is None
+    assert not backend.task_result_exists("never-sent")
+    backend.store_result("pending-row", None, states.PENDING)
+    assert backend.task_result_exists("pending-row")
+
+
+def test_forget_deletes_the_row(backend: DatabaseBackend) -> None:
+    backend.mark_as_done("f1", 1)
+    AsyncResult("f1", backend=backend).forget()
+    assert not TaskResult.objects.filter(task_id="f1").exists()
+    backend.forget("f1")  # forgetting twice is fine
+
+
+def test_children_are_stored(backend: DatabaseBackend) -> None:
+    child = AsyncResult("child-1", backend=backend)
+    request = make_request("parent")
+    request.children.append(child)
+    backend.mark_as_done("parent", 1, request=request)
+    assert backend.get_task_meta("parent", cache=False)["children"] == [[["child-1", None], None]]
+    assert AsyncResult("parent", backend=backend).children[0].id == "child-1"
+
+
+def test_groups_save_restore_delete(configured: Any) -> None:
+    backend = configured.backend
+    members = [AsyncResult(celery_uuid(), backend=backend) for _ in range(3)]
+    for member in members:
+        backend.mark_as_done(member.id, member.id[:4])
+    group = GroupResult(celery_uuid(), members, app=configured)
+    group.save(backend=backend)
+    group.save(backend=backend)  # saving again replaces, no duplicate row
+
+    restored = GroupResult.restore(group.id, backend=backend, app=configured)
+    assert [r.id for r in restored.results] == [m.id for m in members]
+    assert restored.join(timeout=5) == [m.id[:4] for m in members]
+    assert GroupResultModel.objects.filter(group_id=group.id).count() == 1
+
+    group.delete(backend=backend)
+    assert GroupResult.restore(group.id, backend=backend, app=configured) is None
+    backend.delete_group("no-such-group")  # a no-op, not an error
+
+
+def test_cleanup_deletes_expired_results_groups_and_orphan_counters(celery_app_factory: Any) -> None:
+    backend = celery_app_factory(result_expires=timedelta(hours=1)).backend
+    for task_id in ("old-1", "old-2", "new-1"):
+        backend.mark_as_done(task_id, 1)
+    backend.save_group("old-group", GroupResult("old-group", [AsyncResult("old-1")]))
+    long_ago = timezone.now() - timedelta(days=2)
+    TaskResult.objects.filter(task_id__startswith="old").update(date_done=long_ago)
+    GroupResultModel.objects.filter(group_id="old-group").update(date_done=long_ago)
+    ChordCounter.objects.create(group_id="orphan", sub_tasks='[[["old-1", null], null]]', count=1)
+    ChordCounter.objects.create(group_id="alive", sub_tasks='[[["new-1", null], null]]', count=1)
+
+    backend.cleanup()
+
+    assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["new-1"]
+    assert not GroupResultModel.objects.exists()
+    assert list(ChordCounter.objects.values_list("group_id", flat=True)) == ["alive"]
+
+
+def test_cleanup_keeps_everything_when_results_never_expire(celery_app_factory: Any) -> None:
+    backend = celery_app_factory(result_expires=None).backend
+    backend.mark_as_done("keep", 1)
+    TaskResult.objects.update(date_done=timezone.now() - timedelta(days=3650))
+    backend.cleanup()
+    assert TaskResult.objects.filter(task_id="keep").exists()
+
+
+# -- chords -------------------------------------------------------------------
+
+def _chord_parts(app: Any, size: int) -> tuple[str, list[AsyncResult]]:
+    group_id = celery_uuid()
+    return group_id, [AsyncResult(celery_uuid(), app=app) for _ in range(size)]
+
+
+def _finish_part(app: Any, group_id: str, part: AsyncResult, callback: Any, state: str = states.SUCCESS,
+                 value: Any = 1) -> None:
+    request = Context(id=part.id, group=group_id, chord=callback, task="proj.part", delivery_info={})
+    if state == states.SUCCESS:
+        app.backend.mark_as_done(part.id, value, request=request)
+    else:
+        app.backend.mark_as_failure(part.id, value, traceback="tb", request=request, call_errbacks=False)
+
+
+def _published(app: Any) -> list[Any]:
+    messages = []
+    with app.connection_for_read() as conn, conn.SimpleQueue("celery") as queue:
+        while True:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                return messages
+            messages.append(message)
+            message.ack()
+
+
+def test_chord_sends_callback_once_with_all_results(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 4)
+    app.backend.apply_chord((group_id, parts), callback)
+    assert ChordCounter.objects.get(group_id=group_id).count == 4
+
+    for index, part in enumerate(parts):
+        _finish_part(app, group_id, part, callback, value=index)
+
+    messages = _published(app)
+    assert len(messages) == 1
+    assert messages[0].headers["task"] == "proj.tasks.collect"
+    assert messages[0].decode()[0] == [[0, 1, 2, 3]]
+    assert not ChordCounter.objects.filter(group_id=group_id).exists()
+
+
+def test_chord_with_failing_part_marks_callback_failed(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 2)
+    app.backend.apply_chord((group_id, parts), callback)
+    _finish_part(app, group_id, parts[0], callback)
+    _finish_part(app, group_id, parts[1], callback, state=states.FAILURE, value=ValueError("bad part"))
+
+    assert _published(app) == []
+    outcome = AsyncResult(callback.id, backend=app.backend)
+    assert outcome.state == states.FAILURE
+    assert isinstance(outcome.result, ChordError)
+    assert parts[1].id in str(outcome.result)
+
+
+def test_chord_size_counts_nested_leaves(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 2)
+    app.backend.apply_chord((group_id, parts), callback)
+    app.backend.set_chord_size(group_id, 5)
+    assert ChordCounter.objects.get(group_id=group_id).count == 5
+
+
+def test_applying_the_same_chord_group_twice_does_not_crash(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 3)
+    app.backend.apply_chord((group_id, parts), callback)
+    app.backend.apply_chord((group_id, parts), callback)
+    assert ChordCounter.objects.get(group_id=group_id).count == 3
+
+
+def test_group_result_of_a_counter(app: Any) -> None:
+    group_id, parts = _chord_parts(app, 2)
+    app.backend.apply_chord((group_id, parts), app.signature("proj.cb"))
+    header = ChordCounter.objects.get(group_id=group_id).group_result(app=app)
+    assert [r.id for r in header.results] == [p.id for p in parts]
+
+
+def test_backend_resolves_from_result_backend_aliases(celery_app_factory: Any) -> None:
+    from django_celery_results.backends import CacheBackend
+
+    assert isinstance(celery_app_factory("django-db").backend, DatabaseBackend)
+    assert isinstance(celery_app_factory("django-cache").backend, CacheBackend)
+
+
+def test_models_are_imported_lazily() -> None:
+    assert DatabaseBackend.TaskModel is TaskResult
+    assert DatabaseBackend.GroupModel is GroupResultModel
+    assert DatabaseBackend.subpolling_interval == 0.5
+
+
+def test_encode_and_decode_content(backend: DatabaseBackend) -> None:
+    content_type, encoding, text = backend.encode_content({"a": [1]})
+    row = TaskResult(content_type=content_type, content_encoding=encoding)
+    assert backend.decode_content(row, text) == {"a": [1]}
+    assert backend.decode_content(row, None) is None
+
+
+def test_unique_ids_do_not_collide(backend: DatabaseBackend) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    for task_id in ids:
+        backend.mark_as_done(task_id, task_id)
+    assert {backend.get_task_meta(i, cache=False)["result"] for i in ids} == set(ids)

@@ -1,0 +1,124 @@
+"""The codec turns Celery meta into column values and back, without a database."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from celery import states
+from hypothesis import given
+from hypothesis import strategies as st
+from kombu.exceptions import ContentDisallowed
+
+from django_celery_results import codec
+from tests.strategies import json_values, pickle_values, safe_text
+
+JSON = codec.Codec("json", ["json"])
+PICKLE = codec.Codec("pickle", ["json", "pickle"])
+
+
+@given(json_values)
+def test_json_round_trip(value: object) -> None:
+    content_type, encoding, text = JSON.encode(value)
+    assert (content_type, encoding) == ("application/json", "utf-8")
+    assert isinstance(text, str)
+    assert JSON.decode(content_type, encoding, text) == value
+
+
+@given(pickle_values)
+def test_pickle_round_trip_is_base64_text(value: object) -> None:
+    content_type, encoding, text = PICKLE.encode(value)
+    assert encoding == "binary"
+    assert isinstance(text, str) and text.isascii()
+    assert PICKLE.decode(content_type, encoding, text) == value
+
+
+def test_rows_are_decoded_with_their_own_content_type() -> None:
+    """A row written with pickle stays readable after switching the serializer to json."""
+    reader = codec.Codec("json", ["json", "pickle"])
+    assert reader.decode(*PICKLE.encode(b"\x00bytes")) == b"\x00bytes"
+
+
+def test_pickle_rows_are_refused_unless_accepted() -> None:
+    with pytest.raises(ContentDisallowed):
+        JSON.decode(*PICKLE.encode({"a": 1}))
+
+
+def test_empty_columns_decode_to_none() -> None:
+    assert JSON.decode("application/json", "utf-8", None) is None
+    assert JSON.decode("application/json", "utf-8", "") is None
+
+
+def test_arguments_that_are_not_serialized_come_back_as_text() -> None:
+    """Very old rows hold plain repr text in task_args."""
+    assert JSON.decode_lenient("application/json", "utf-8", "(1, 2)") == "(1, 2)"
+    assert PICKLE.decode_lenient("application/x-python-serialize", "binary", "(1, 2)") == "(1, 2)"
+
+
+def _request(**fields: object) -> SimpleNamespace:
+    base = {
+        "task": "proj.add", "args": [1, 2], "kwargs": {"k": 1}, "argsrepr": "(1, 2)",
+        "kwargsrepr": "{'k': 1}", "hostname": "celery@host", "periodic_task_name": None,
+        "meta": None,
+    }
+    base.update(fields)
+    return SimpleNamespace(**base)
+
+
+@given(
+    status=st.sampled_from(sorted(states.ALL_STATES)) | safe_text.filter(bool),
+    result=json_values,
+    traceback=st.none() | safe_text,
+    extended=st.booleans(),
+    children=st.none() | st.lists(st.tuples(safe_text, st.none()), max_size=3).map(
+        lambda items: [list(i) for i in items]
+    ),
+)
+def test_row_values_round_trip_to_celery_meta(
+    status: str, result: object, traceback: str | None, extended: bool, children: list | None,
+) -> None:
+    request = _request()
+    values = codec.task_values(
+        JSON, task_id="t-1", status=status, result=result, traceback=traceback,
+        request=request, children=children, extended=extended,
+    )
+    meta = codec.task_meta(JSON, {**values, "date_done": "when"})
+    assert meta["task_id"] == "t-1"
+    assert meta["status"] == status
+    assert meta["result"] == result
+    # The traceback is stored whether or not result_extended is on.
+    assert meta["traceback"] == traceback
+    assert meta["children"] == children
+    assert meta["date_done"] == ("when" if status in states.READY_STATES else None)
+    if extended:
+        assert (meta["name"], meta["args"], meta["kwargs"], meta["worker"]) == (
+            "proj.add", "(1, 2)", "{'k': 1}", "celery@host",
+        )
+    else:
+        assert meta["name"] is meta["args"] is meta["kwargs"] is meta["worker"] is None
+
+
+@given(st.dictionaries(st.sampled_from(sorted(codec.PROTOCOL_KEYS)) | safe_text, json_values, max_size=6))
+def test_user_meta_never_replaces_protocol_keys(user_meta: dict) -> None:
+    values = codec.task_values(
+        JSON, task_id="t-2", status=states.SUCCESS, result=42, traceback=None,
+        request=_request(meta=user_meta), children=None, extended=True,
+    )
+    meta = codec.task_meta(JSON, {**values, "date_done": "when"})
+    assert (meta["status"], meta["result"], meta["task_id"], meta["name"]) == (
+        states.SUCCESS, 42, "t-2", "proj.add",
+    )
+    for key, value in user_meta.items():
+        if key not in codec.PROTOCOL_KEYS:
+            assert meta[key] == value
+
+
+def test_protocol_1_requests_store_args_themselves() -> None:
+    request = _request(argsrepr=None, kwargsrepr=None)
+    values = codec.task_values(
+        JSON, task_id="t", status=states.SUCCESS, result=None, traceback=None,
+        request=request, children=None, extended=True,
+    )
+    meta = codec.task_meta(JSON, {**values, "date_done": None})
+    assert meta["args"] == [1, 2]
+    assert meta["kwargs"] == {"k": 1}
