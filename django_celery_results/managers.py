@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,6 +15,8 @@ from celery.utils.time import maybe_timedelta
 from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Value
+from django.db.models.functions import Coalesce, Concat
 
 from . import engines
 from .conf import app_settings
@@ -274,30 +277,42 @@ class GroupResultManager(ResultManager):
         ).delete()
 
 
+class PartOutcome(enum.Enum):
+    """What counting one finished chord part did."""
+
+    COUNTED = "counted"      # more parts to go
+    LAST = "last"            # this part completed the header: send the callback
+    ALREADY = "already"      # counted before (a redelivery), or the chord already completed
+    NO_COUNTER = "no counter"  # the chord was never applied here, or its counter expired
+
+
 class ChordCounterManager(models.Manager):
     """Manager for :class:`~django_celery_results.models.ChordCounter`."""
 
     model: type[ChordCounter]
 
+    def _rows(self) -> models.QuerySet:
+        return self.model._base_manager.using(router.db_for_write(self.model))
+
     def start(self, group_id: str, sub_tasks: str, count: int) -> None:
         """Create the counter of a chord, or reset it when the group id is applied again."""
         check_lengths(self.model, {"group_id": group_id})
         alias = router.db_for_write(self.model)
-        counter = self.model(group_id=group_id, sub_tasks=sub_tasks, count=count)
-        engines.upsert_row(self.model, alias, counter, "group_id", ["sub_tasks", "count"])
+        counter = self.model(
+            group_id=group_id, sub_tasks=sub_tasks, count=count, counted_parts="|", date_created=now(),
+        )
+        engines.upsert_row(
+            self.model, alias, counter, "group_id", ["sub_tasks", "count", "counted_parts", "date_created"],
+        )
 
     def resize(self, group_id: str, size: int) -> None:
         """Set the number of parts, counting what already finished (``set_chord_size``)."""
         alias = router.db_for_write(self.model)
         with transaction.atomic(using=alias):
-            counter = (
-                self.model._base_manager.using(alias).select_for_update()
-                .filter(group_id=group_id).first()
-            )
+            counter = self._rows().select_for_update().filter(group_id=group_id).first()
             if counter is None:
                 return
-            initial = len(json.loads(counter.sub_tasks))
-            finished = initial - counter.count
+            finished = len([p for p in (counter.counted_parts or "").split("|") if p])
             counter.count = max(size - finished, 0)
             counter.save(update_fields=["count"], using=alias)
 
@@ -305,25 +320,39 @@ class ChordCounterManager(models.Manager):
         """One more part to wait for (``add_to_chord``)."""
         alias = router.db_for_write(self.model)
         with transaction.atomic(using=alias):
-            counter = (
-                self.model._base_manager.using(alias).select_for_update()
-                .filter(group_id=group_id).first()
-            )
+            counter = self._rows().select_for_update().filter(group_id=group_id).first()
             if counter is None:
                 return
             counter.sub_tasks = json.dumps([*json.loads(counter.sub_tasks), part])
             counter.count += 1
             counter.save(update_fields=["sub_tasks", "count"], using=alias)
 
-    def part_done(self, group_id: str) -> int | None:
-        """Count one finished part; return how many remain, ``None`` if there is no counter."""
-        alias = router.db_for_write(self.model)
-        rows = self.model._base_manager.using(alias).filter(group_id=group_id)
-        with transaction.atomic(using=alias):
-            rows.filter(count__gt=0).update(count=models.F("count") - 1)
-            remaining = list(rows.values_list("count", flat=True))
-        return remaining[0] if remaining else None
+    def part_done(self, group_id: str, task_id: str) -> PartOutcome:
+        """Count one finished part of ``group_id``'s header, once per part id.
 
-    def for_groups(self, group_ids: Iterable[str]) -> models.QuerySet:
-        """Counters of the given groups."""
-        return self.filter(group_id__in=list(group_ids))
+        A part that is not the last costs one UPDATE; the last one a second
+        UPDATE, which only one process can win: each UPDATE is atomic on every
+        engine (row lock, or SQLite's database lock), so the callback fires once.
+        """
+        fresh = self._rows().filter(group_id=group_id).exclude(counted_parts__contains=f"|{task_id}|")
+        text = models.TextField()
+        mark = Concat(
+            Coalesce("counted_parts", Value("|", output_field=text)),
+            Value(f"{task_id}|", output_field=text),
+            output_field=text,
+        )
+        if fresh.filter(count__gt=1).update(count=models.F("count") - 1, counted_parts=mark):
+            return PartOutcome.COUNTED
+        if fresh.filter(count=1).update(count=0, counted_parts=mark):
+            return PartOutcome.LAST
+        if self._rows().filter(group_id=group_id).exists():
+            return PartOutcome.ALREADY
+        return PartOutcome.NO_COUNTER
+
+    def dateless(self) -> models.QuerySet:
+        """Counters without a creation date (inserted by code that predates the column)."""
+        return self._rows().filter(date_created__isnull=True)
+
+    def created_before(self, moment: datetime) -> models.QuerySet:
+        """Counters of chords applied before ``moment`` (abandoned, or long finished)."""
+        return self._rows().filter(date_created__lt=moment)

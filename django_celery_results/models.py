@@ -135,6 +135,16 @@ class ChordCounter(models.Model):
     count = models.PositiveIntegerField(
         help_text=_("Parts of the header that have not finished yet"),
     )
+    # Both nullable: during a rolling deploy the code we replace still inserts
+    # counters without them.
+    counted_parts = models.TextField(
+        _("Counted parts"), null=True, default="|", editable=False,
+        help_text=_("Ids of the parts already counted, '|'-separated: a redelivered part counts once"),
+    )
+    date_created = models.DateTimeField(
+        _("Created DateTime"), auto_now_add=True, null=True,
+        help_text=_("When the chord was applied; cleanup() removes counters older than result_expires"),
+    )
 
     objects = managers.ChordCounterManager()
 

@@ -188,7 +188,7 @@ def test_groups_save_restore_delete(configured: Any) -> None:
     backend.delete_group("no-such-group")  # a no-op, not an error
 
 
-def test_cleanup_deletes_expired_results_groups_and_orphan_counters(celery_app_factory: Any) -> None:
+def test_cleanup_deletes_expired_results_groups_and_counters(celery_app_factory: Any) -> None:
     backend = celery_app_factory(result_expires=timedelta(hours=1)).backend
     for task_id in ("old-1", "old-2", "new-1"):
         backend.mark_as_done(task_id, 1)
@@ -196,14 +196,19 @@ def test_cleanup_deletes_expired_results_groups_and_orphan_counters(celery_app_f
     long_ago = timezone.now() - timedelta(days=2)
     TaskResult.objects.filter(task_id__startswith="old").update(date_done=long_ago)
     GroupResultModel.objects.filter(group_id="old-group").update(date_done=long_ago)
-    ChordCounter.objects.create(group_id="orphan", sub_tasks='[[["old-1", null], null]]', count=1)
+    ChordCounter.objects.create(group_id="abandoned", sub_tasks='[[["old-1", null], null]]', count=1)
+    ChordCounter.objects.filter(group_id="abandoned").update(date_created=long_ago)
     ChordCounter.objects.create(group_id="alive", sub_tasks='[[["new-1", null], null]]', count=1)
+    # A counter written by the code we replace has no date: it is kept, and its clock starts.
+    ChordCounter.objects.create(group_id="dateless", sub_tasks="[]", count=1)
+    ChordCounter.objects.filter(group_id="dateless").update(date_created=None)
 
     backend.cleanup()
 
     assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["new-1"]
     assert not GroupResultModel.objects.exists()
-    assert list(ChordCounter.objects.values_list("group_id", flat=True)) == ["alive"]
+    assert sorted(ChordCounter.objects.values_list("group_id", flat=True)) == ["alive", "dateless"]
+    assert ChordCounter.objects.get(group_id="dateless").date_created is not None
 
 
 def test_cleanup_keeps_everything_when_results_never_expire(celery_app_factory: Any) -> None:
@@ -255,7 +260,10 @@ def test_chord_sends_callback_once_with_all_results(app: Any) -> None:
     assert len(messages) == 1
     assert messages[0].headers["task"] == "proj.tasks.collect"
     assert messages[0].decode()[0] == [[0, 1, 2, 3]]
-    assert not ChordCounter.objects.filter(group_id=group_id).exists()
+    # Kept at zero until cleanup, so a late duplicate is recognised as one.
+    assert ChordCounter.objects.get(group_id=group_id).count == 0
+    _finish_part(app, group_id, parts[0], callback, value=0)
+    assert _published(app) == []
 
 
 def test_chord_with_failing_part_marks_callback_failed(app: Any) -> None:
@@ -320,3 +328,47 @@ def test_unique_ids_do_not_collide(backend: DatabaseBackend) -> None:
     for task_id in ids:
         backend.mark_as_done(task_id, task_id)
     assert {backend.get_task_meta(i, cache=False)["result"] for i in ids} == set(ids)
+
+
+def test_redelivered_part_counts_once(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 3)
+    app.backend.apply_chord((group_id, parts), callback)
+    _finish_part(app, group_id, parts[0], callback)
+    _finish_part(app, group_id, parts[0], callback)  # acks_late redelivery
+    _finish_part(app, group_id, parts[1], callback)
+    assert ChordCounter.objects.get(group_id=group_id).count == 1
+    assert _published(app) == []
+    _finish_part(app, group_id, parts[2], callback)
+    assert len(_published(app)) == 1
+
+
+def test_part_of_an_unknown_chord_marks_the_callback_failed(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    _finish_part(app, "never-applied", AsyncResult(celery_uuid(), app=app), callback)
+    outcome = AsyncResult(callback.id, backend=app.backend)
+    assert outcome.state == states.FAILURE
+    assert "never-applied" in str(outcome.result) and "counter is missing" in str(outcome.result)
+
+
+def test_a_non_final_part_is_one_statement(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 3)
+    app.backend.apply_chord((group_id, parts), callback)
+    with CaptureQueriesContext(connection) as queries:
+        app.backend.on_chord_part_return(
+            Context(id=parts[0].id, group=group_id, chord=callback), states.SUCCESS, 1,
+        )
+    assert len(queries) == 1, [q["sql"] for q in queries]
+
+
+def test_add_to_chord_waits_for_one_more_part(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 1)
+    app.backend.apply_chord((group_id, parts), callback)
+    extra = AsyncResult(celery_uuid(), app=app)
+    app.backend.add_to_chord(group_id, extra)
+    _finish_part(app, group_id, parts[0], callback)
+    assert _published(app) == []
+    _finish_part(app, group_id, extra, callback)
+    assert len(_published(app)) == 1

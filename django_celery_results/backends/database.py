@@ -14,6 +14,7 @@ from django.db import connections, router
 from django.utils.functional import classproperty
 
 from .. import codec, engines
+from ..managers import PartOutcome
 
 if TYPE_CHECKING:
     from ..models import ChordCounter, TaskResult
@@ -150,7 +151,7 @@ class DatabaseBackend(BaseDictBackend):
         self.GroupModel._default_manager.delete_group(group_id)
 
     def cleanup(self) -> None:
-        """Delete expired task and group results, and counters of vanished chords."""
+        """Delete expired task results, group results and chord counters (``result_expires``)."""
         if not self.expires:
             return
         from ..cleanup import delete_expired_results
@@ -178,25 +179,31 @@ class DatabaseBackend(BaseDictBackend):
         self.ChordCounterModel._default_manager.add_part(chord_id, result.as_tuple())
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
-        """Count a finished header part; the last one sends the callback."""
-        group_id = getattr(request, "group", None)
-        if not group_id or not getattr(request, "id", None):
+        """Count a finished header part; the part that completes the header sends the callback.
+
+        A redelivered part counts once. The counter is kept at zero (until
+        ``cleanup()``), so a duplicate arriving after completion is ignored too.
+        """
+        group_id, task_id = getattr(request, "group", None), getattr(request, "id", None)
+        if not group_id or not task_id:
             return
         counters = self.ChordCounterModel._default_manager
-        remaining = counters.part_done(group_id)
-        if remaining is None:
-            logger.warning("No chord counter for group %s; the part is not counted", group_id)
-            return
-        if remaining != 0:
-            return
-        counter = counters.filter(group_id=group_id).first()
-        if counter is None:
+        outcome = counters.part_done(group_id, task_id)
+        if outcome is PartOutcome.COUNTED or outcome is PartOutcome.ALREADY:
             return
         callback = maybe_signature(request.chord, app=self.app)
-        try:
-            fire_callback(self.app, callback, counter.group_result(app=self.app))
-        finally:
-            counters.filter(group_id=group_id).delete()
+        if outcome is PartOutcome.NO_COUNTER:
+            logger.error("Chord %s has no counter; its callback is marked failed", group_id)
+            try:
+                raise ChordError(
+                    f"Chord {group_id} cannot complete: its counter is missing "
+                    "(never applied with this result backend, or removed by cleanup)"
+                )
+            except ChordError as error:  # raised so the failure carries a traceback
+                self.chord_error_from_stack(callback, error)
+            return
+        counter = counters.filter(group_id=group_id).first()
+        fire_callback(self.app, callback, counter.group_result(app=self.app))
 
 
 def fire_callback(app: Any, callback: Any, header: GroupResult) -> None:
