@@ -10,6 +10,7 @@ older rows unreadable.
 from __future__ import annotations
 
 import binascii
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,27 @@ PROTOCOL_KEYS = frozenset({
     "task_name", "task_args", "task_kwargs",
     "group_id", "parent_id",
 })
+
+
+#: Prefix of a traceback stored escaped. PostgreSQL rejects NUL characters in
+#: text columns, so a traceback holding one is stored as this prefix plus its
+#: JSON form; a traceback that happens to start with the prefix is escaped too,
+#: so every value reads back exactly.
+ESCAPED_TEXT_PREFIX = "\u2063dcr-json:"
+
+
+def escape_text(value: str | None) -> str | None:
+    """``value`` as storable text on every engine (see :data:`ESCAPED_TEXT_PREFIX`)."""
+    if value is None or ("\x00" not in value and not value.startswith(ESCAPED_TEXT_PREFIX)):
+        return value
+    return ESCAPED_TEXT_PREFIX + json.dumps(value)
+
+
+def unescape_text(value: str | None) -> str | None:
+    """The exact text :func:`escape_text` was given."""
+    if value is None or not value.startswith(ESCAPED_TEXT_PREFIX):
+        return value
+    return str(json.loads(value[len(ESCAPED_TEXT_PREFIX):]))
 
 
 class Codec:
@@ -115,7 +137,7 @@ def task_values(
         "content_type": content_type,
         "content_encoding": content_encoding,
         "result": result_text,
-        "traceback": traceback,
+        "traceback": escape_text(traceback),
         "meta": codec.encode({**user_meta(request), "children": children})[2],
     }
     for name, value in request_fields(request, extended).items():
@@ -141,7 +163,7 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
         task_id=row["task_id"],
         status=status,
         result=codec.decode(ctype, cenc, row.get("result")),
-        traceback=row.get("traceback"),
+        traceback=unescape_text(row.get("traceback")),
         children=stored_meta.get("children"),
         date_done=date_done,
         name=row.get("task_name"),

@@ -37,11 +37,12 @@ def configured(request: Any, celery_app_factory: Any) -> Any:
 
 
 def make_request(task_id: str, **extra: Any) -> Context:
-    return Context(
-        id=task_id, task="proj.tasks.add", args=[2, 3], kwargs={"z": 1}, argsrepr="(2, 3)",
-        kwargsrepr="{'z': 1}", hostname="celery@worker1", delivery_info={"routing_key": "celery"},
-        retries=0, **extra,
-    )
+    fields = {
+        "id": task_id, "task": "proj.tasks.add", "args": [2, 3], "kwargs": {"z": 1},
+        "argsrepr": "(2, 3)", "kwargsrepr": "{'z': 1}", "hostname": "celery@worker1",
+        "delivery_info": {"routing_key": "celery"}, "retries": 0,
+    }
+    return Context({**fields, **extra})
 
 
 @pytest.mark.parametrize("state", [states.PENDING, states.RECEIVED, states.STARTED, states.RETRY,
@@ -372,3 +373,22 @@ def test_add_to_chord_waits_for_one_more_part(app: Any) -> None:
     assert _published(app) == []
     _finish_part(app, group_id, extra, callback)
     assert len(_published(app)) == 1
+
+
+def test_nul_characters_are_stored_and_read_back_unchanged(backend: DatabaseBackend) -> None:
+    request = make_request("nul", argsrepr="('a\x00b',)", kwargsrepr="{'k': '\x00'}")
+    backend.store_result("nul", {"text": "x\x00y"}, states.SUCCESS,
+                         traceback="line\x00two", request=request)
+    meta = backend.get_task_meta("nul", cache=False)
+    assert meta["result"] == {"text": "x\x00y"}
+    assert meta["traceback"] == "line\x00two"
+    assert meta["args"] == "('a\x00b',)"
+    assert meta["kwargs"] == "{'k': '\x00'}"
+
+
+def test_a_result_the_serializer_cannot_encode_is_a_clear_error(backend: DatabaseBackend) -> None:
+    from kombu.exceptions import EncodeError
+
+    with pytest.raises(EncodeError, match="not JSON serializable"):
+        backend.mark_as_done("bad-result", object())
+    assert not TaskResult.objects.filter(task_id="bad-result").exists()

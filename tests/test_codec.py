@@ -122,3 +122,18 @@ def test_protocol_1_requests_store_args_themselves() -> None:
     meta = codec.task_meta(JSON, {**values, "date_done": None})
     assert meta["args"] == [1, 2]
     assert meta["kwargs"] == {"k": 1}
+
+
+@given(st.text(max_size=30))
+def test_escaped_text_round_trips_exactly(text: str) -> None:
+    stored = codec.escape_text(text)
+    assert stored is not None and "\x00" not in stored
+    assert codec.unescape_text(stored) == text
+
+
+def test_plain_tracebacks_are_stored_as_they_are() -> None:
+    assert codec.escape_text("Traceback (most recent call last): ...") == (
+        "Traceback (most recent call last): ..."
+    )
+    assert codec.escape_text(None) is None
+    assert codec.escape_text(codec.ESCAPED_TEXT_PREFIX + "x") != codec.ESCAPED_TEXT_PREFIX + "x"
