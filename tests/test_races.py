@@ -1,0 +1,122 @@
+"""Concurrent writers in separate OS processes: no lost or overwritten states, chords fire once."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import states
+from celery import uuid as celery_uuid
+from celery.app.task import Context
+from kombu import Connection
+
+from django_celery_results.engines import state_rank
+from django_celery_results.models import ChordCounter, TaskResult
+from tests.conftest import make_app
+from tests.processes import run_in_processes
+from tests.race_targets import finish_parts, value_of, write_states
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PROCESSES = 4
+RACED_STATES = [states.STARTED, states.RETRY, states.SUCCESS, states.REVOKED, states.FAILURE]
+
+
+def test_interleaved_state_writes_end_in_the_highest_precedence_state() -> None:
+    rng = random.Random(7)
+    written: dict[str, set[str]] = defaultdict(set)
+    plans: list[list[tuple[str, str]]] = [[] for _ in range(PROCESSES)]
+    for index in range(150):
+        task_id = f"race-{index}"
+        for state in rng.sample(RACED_STATES, rng.randint(2, len(RACED_STATES))):
+            process = rng.randrange(PROCESSES)
+            plans[process].append((task_id, state))
+            written[task_id].add(state)
+
+    errors = run_in_processes(write_states, [(plan, seed) for seed, plan in enumerate(plans)])
+
+    assert errors == [{}] * PROCESSES  # no IntegrityError, no deadlock, nothing else
+    rows = {row.task_id: row for row in TaskResult.objects.filter(task_id__startswith="race-")}
+    assert set(rows) == set(written)  # no lost row
+    for task_id, candidates in written.items():
+        row = rows[task_id]
+        best = max(state_rank(s) for s in candidates)
+        if best:
+            assert state_rank(row.status) == best, (task_id, candidates, row.status)
+        else:
+            assert row.status in candidates
+        # The result belongs to the state that won (never a mix of two writes).
+        assert str(value_of(row.status, task_id)) in row.result
+        assert row.traceback == f"tb {row.status}"
+
+
+def _callbacks(broker_dir: Path) -> list[Any]:
+    messages = []
+    with Connection("filesystem://", transport_options={
+        "data_folder_in": str(broker_dir), "data_folder_out": str(broker_dir),
+    }) as conn, conn.SimpleQueue("celery") as queue:
+        while True:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                return messages
+            messages.append(message)
+            message.ack()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: int) -> None:
+    app = make_app(broker_url="filesystem://", broker_transport_options={
+        "data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+    })
+    rng = random.Random(round_)
+    group_id = celery_uuid()
+    parts = [f"{group_id}-{index}" for index in range(500)]
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    # As Celery applies a chord whose header holds a nested group: the header's
+    # results are its leaves, and set_chord_size gives the leaf count.
+    app.backend.apply_chord((group_id, [app.AsyncResult(p) for p in parts[:450]]), callback)
+    app.backend.set_chord_size(group_id, 500)
+    ChordCounter.objects.filter(group_id=group_id).update(
+        sub_tasks=json.dumps([[[p, None], None] for p in parts])
+    )
+
+    deliveries = parts + rng.sample(parts, 50)  # 10% delivered twice
+    rng.shuffle(deliveries)
+    slices = [deliveries[i::PROCESSES] for i in range(PROCESSES)]
+    counted = run_in_processes(
+        finish_parts, [(str(tmp_path), group_id, dict(callback), s, round_ * 10 + i)
+                       for i, s in enumerate(slices)],
+    )
+
+    assert sum(counted) == 550
+    messages = _callbacks(tmp_path)
+    assert len(messages) == 1
+    assert messages[0].decode()[0] == [list(range(500))]
+    assert ChordCounter.objects.get(group_id=group_id).count == 0
+
+
+def test_chord_with_a_failing_part_marks_the_callback_failed(tmp_path: Path) -> None:
+    app = make_app(broker_url="filesystem://", broker_transport_options={
+        "data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+    })
+    group_id = celery_uuid()
+    parts = [f"{group_id}-{index}" for index in range(40)]
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    app.backend.apply_chord((group_id, [app.AsyncResult(p) for p in parts]), callback)
+    failing = Context(id=parts[7], group=group_id, chord=callback, task="proj.part", delivery_info={})
+    app.backend.mark_as_failure(parts[7], KeyError("lost"), traceback="tb", request=failing,
+                                call_errbacks=False)
+    others = [p for p in parts if p != parts[7]]
+
+    run_in_processes(finish_parts, [(str(tmp_path), group_id, dict(callback), others[i::PROCESSES], i)
+                                    for i in range(PROCESSES)])
+
+    assert _callbacks(tmp_path) == []
+    outcome = app.AsyncResult(callback.id)
+    assert outcome.state == states.FAILURE
+    assert parts[7] in str(outcome.result)
