@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from celery import maybe_signature, states
 from celery.backends.base import BaseDictBackend
-from celery.exceptions import ChordError
+from celery.exceptions import ChordError, TimeoutError
 from celery.result import GroupResult, allow_join_result, result_from_tuple
 from celery.utils.log import get_logger
 from django.db import connections, router
@@ -22,6 +24,31 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 
+#: The columns Celery's meta is built from.
+META_COLUMNS = (
+    "task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta",
+    "date_done", "date_started", "task_name", "task_args", "task_kwargs", "worker",
+    "periodic_task_name",
+)
+
+
+def poll_pauses(first: float, ceiling: float) -> Iterator[float]:
+    """Pauses between polls: ``first``, then half as long again each time, up to ``ceiling``."""
+    pause = min(first, ceiling)
+    while True:
+        yield pause
+        pause = min(pause * 1.5, ceiling)
+
+
+def _within(deadline: float | None, pause: float) -> float:
+    """``pause``, shortened so as not to sleep past ``deadline``; TimeoutError once it has passed."""
+    if deadline is None:
+        return pause
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("The operation timed out.")
+    return min(pause, left)
+
 
 class DatabaseBackend(BaseDictBackend):
     """Celery result backend storing results in Django's database.
@@ -31,6 +58,17 @@ class DatabaseBackend(BaseDictBackend):
     """
 
     subpolling_interval = 0.5
+
+    #: ``GroupResult.join_native()`` polls many ids per query (:meth:`get_many`).
+    supports_native_join = True
+
+    #: Ids asked for in one query by :meth:`get_many`.
+    ids_per_query = 1000
+
+    #: First pause of a waiting ``get()``/``join_native()``; pauses then grow by
+    #: half up to the caller's ``interval``: a result stored a moment after the
+    #: first look is seen within milliseconds, and a long wait costs few queries.
+    first_poll_interval = 0.002
 
     @classproperty
     def TaskModel(cls) -> type[TaskResult]:
@@ -104,21 +142,81 @@ class DatabaseBackend(BaseDictBackend):
         return result
 
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
-        row = (
-            self.TaskModel._default_manager.filter(task_id=task_id)
-            .values(
-                "task_id", "status", "content_type", "content_encoding", "result",
-                "traceback", "meta", "date_done", "date_started", "task_name",
-                "task_args", "task_kwargs", "worker", "periodic_task_name",
-            )
-            .first()
-        )
+        row = self.TaskModel._default_manager.filter(task_id=task_id).values(*META_COLUMNS).first()
         if row is None:
             return self.meta_from_decoded({
                 "task_id": task_id, "status": states.PENDING, "result": None,
                 "traceback": None, "children": None, "date_done": None,
             })
         return self.meta_from_decoded(codec.task_meta(self.codec, row))
+
+    def _ready_metas(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Meta of those of ``task_ids`` in a ready state: one query per :attr:`ids_per_query` ids."""
+        ids = list(task_ids)
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), self.ids_per_query):
+            rows = self.TaskModel._default_manager.filter(
+                task_id__in=ids[start:start + self.ids_per_query], status__in=states.READY_STATES,
+            ).values(*META_COLUMNS)
+            found.extend(self.meta_from_decoded(codec.task_meta(self.codec, row)) for row in rows)
+        return found
+
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_interval: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Wait until the task is ready (``AsyncResult.get()``), polling fast then backing off."""
+        self._ensure_not_eager()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pause in poll_pauses(self.first_poll_interval, interval):
+            meta = self.get_task_meta(task_id)
+            if meta["status"] in states.READY_STATES:
+                return meta
+            if on_interval:
+                on_interval()
+            pause = _within(deadline, pause)
+            time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover - poll_pauses never ends
+
+    def get_many(
+        self,
+        task_ids: Iterable[str],
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        max_iterations: int | None = None,
+        READY_STATES: frozenset[str] = states.READY_STATES,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(task_id, meta)`` as the tasks become ready: one query per poll of all of them."""
+        pending = set(task_ids)
+        for task_id in list(pending):
+            cached = self._cache.get(task_id)
+            if cached is not None and cached["status"] in READY_STATES:
+                pending.discard(task_id)
+                yield task_id, cached
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for iteration, pause in enumerate(poll_pauses(self.first_poll_interval, interval), 1):
+            if not pending:
+                return
+            for meta in self._ready_metas(pending):
+                task_id = meta["task_id"]
+                pending.discard(task_id)
+                if meta["status"] == states.SUCCESS:
+                    self._cache[task_id] = meta
+                if on_message is not None:
+                    on_message(meta)
+                yield task_id, meta
+            if not pending or (max_iterations and iteration >= max_iterations):
+                return
+            if on_interval:
+                on_interval()
+            time.sleep(_within(deadline, pause))
 
     def task_result_exists(self, task_id: str) -> bool:
         """True when a row exists for ``task_id`` (even a PENDING one)."""
