@@ -15,4 +15,6 @@ class CeleryResultConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing registers the system checks.
-        from . import checks  # noqa: F401
+        from . import checks, signals  # noqa: F401
+
+        signals.connect()

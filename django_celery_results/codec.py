@@ -90,7 +90,7 @@ class Codec:
 
 
 def request_fields(request: Any, extended: bool) -> dict[str, Any]:
-    """The columns that describe what ran: name, arguments, worker, periodic task.
+    """The columns that describe what ran: name, arguments, worker, periodic task, retries, queue.
 
     ``argsrepr``/``kwargsrepr`` are stored rather than the arguments themselves,
     as the installed base does: Celery lets tasks mask secrets there.
@@ -103,12 +103,15 @@ def request_fields(request: Any, extended: bool) -> dict[str, Any]:
     kwargs = getattr(request, "kwargsrepr", None)
     if kwargs is None:
         kwargs = getattr(request, "kwargs", None)
+    delivery_info = getattr(request, "delivery_info", None) or {}
     return {
         "task_name": getattr(request, "task", None),
         "task_args": args,
         "task_kwargs": kwargs,
         "worker": getattr(request, "hostname", None),
         "periodic_task_name": getattr(request, "periodic_task_name", None),
+        "retries": getattr(request, "retries", None),
+        "queue": delivery_info.get("routing_key"),
     }
 
 
@@ -171,6 +174,8 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
         kwargs=kwargs,
         worker=row.get("worker"),
         periodic_task_name=row.get("periodic_task_name"),
+        retries=row.get("retries"),
+        queue=row.get("queue"),
         date_started=row.get("date_started"),
         # The names upstream returned as well; kept for code that reads them.
         task_name=row.get("task_name"),

@@ -46,6 +46,11 @@ class AppSettings:
         return bool(self._options.get("PUBLIC_VIEWS", False))
 
     @property
+    def pending_on_publish(self) -> bool:
+        """``DJANGO_CELERY_RESULTS["PENDING_ON_PUBLISH"]``: store a PENDING row when a task is sent."""
+        return bool(self._options.get("PENDING_ON_PUBLISH", False))
+
+    @property
     def id_first_urls(self) -> bool:
         """``DJANGO_CELERY_RESULTS_ID_FIRST_URLS``: also serve the deprecated ``<id>/done/`` URLs."""
         return bool(getattr(settings, "DJANGO_CELERY_RESULTS_ID_FIRST_URLS", True))

@@ -7,6 +7,7 @@ outside this module looks at ``connection.vendor``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery import states
@@ -27,6 +28,7 @@ STATE_COLUMNS = ("content_type", "content_encoding", "result", "traceback", "met
 #: ``update_state()`` must not blank the task name stored at STARTED.
 KEEP_IF_NULL_COLUMNS = (
     "task_name", "task_args", "task_kwargs", "worker", "periodic_task_name", "date_started",
+    "retries", "queue",
 )
 
 
@@ -88,17 +90,53 @@ def upsert_task_sql(
     )
 
 
-def upsert_row(model: Any, alias: str, row: Any, unique_field: str, update_fields: Sequence[str]) -> None:
-    """Insert ``row`` or update the existing row with the same ``unique_field``, in one statement.
+def upsert_sql(
+    connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], conflict_column: str,
+    update_columns: Sequence[str],
+) -> str:
+    """One INSERT that replaces ``update_columns`` of the row with the same ``conflict_column``.
 
-    MySQL's ``ON DUPLICATE KEY UPDATE`` cannot name the conflicting column (any
-    unique key triggers it), so the target is given only where the engine takes one.
+    MySQL's ``ON DUPLICATE KEY UPDATE`` names no conflict target (any unique
+    key triggers it); the others need ``ON CONFLICT (column)``. With no
+    ``update_columns`` an existing row is left exactly as it is (MySQL gets a
+    no-op assignment rather than ``INSERT IGNORE``, which would also turn
+    errors such as truncation into warnings).
+    """
+    qn = connection.ops.quote_name
+    head = (
+        f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    if connection.vendor == "mysql":
+        sets = [f"{qn(c)} = VALUES({qn(c)})" for c in update_columns] or [
+            f"{qn(conflict_column)} = {qn(conflict_column)}"
+        ]
+        return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+    if not update_columns:
+        return f"{head} ON CONFLICT ({qn(conflict_column)}) DO NOTHING"
+    sets = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in update_columns]
+    return f"{head} ON CONFLICT ({qn(conflict_column)}) DO UPDATE SET {', '.join(sets)}"
+
+
+def write_row(model: Any, alias: str, sql: str, values: Mapping[str, Any]) -> int:
+    """Run one INSERT built here for ``values`` (in their order); return the affected row count.
+
+    A plain cursor, not ``bulk_create``: that wraps each call in a transaction,
+    two more round trips for a single row.
     """
     connection = connections[alias]
-    target = [unique_field] if connection.features.supports_update_conflicts_with_target else None
-    model._base_manager.using(alias).bulk_create(
-        [row], update_conflicts=True, unique_fields=target, update_fields=list(update_fields),
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, prepared(connection, model, values))
+        return int(cursor.rowcount)
+
+
+def upsert_row(
+    model: Any, alias: str, values: Mapping[str, Any], conflict_column: str,
+    update_columns: Sequence[str],
+) -> None:
+    """Insert ``values`` or update ``update_columns`` of the existing row, in one statement."""
+    sql = upsert_sql(connections[alias], model._meta.db_table, list(values), conflict_column, update_columns)
+    write_row(model, alias, sql, values)
 
 
 def isolation_level(connection: BaseDatabaseWrapper) -> str | None:
@@ -175,3 +213,166 @@ def prepared(connection: BaseDatabaseWrapper, model: Any, values: Mapping[str, A
         model._meta.get_field(name).get_db_prep_save(value, connection)
         for name, value in values.items()
     ]
+
+
+# -- Configuration traps (used by the system checks) -------------------------
+
+
+def snapshot_isolation_level(connection: BaseDatabaseWrapper) -> str | None:
+    """The isolation level, when a transaction on ``connection`` reads from one snapshot.
+
+    At MySQL's REPEATABLE READ, and at PostgreSQL's REPEATABLE READ and
+    SERIALIZABLE, every read inside one transaction sees the database as it
+    was at the first read: a poller waiting in a transaction never sees the
+    task finish. Returns ``"REPEATABLE READ"``/``"SERIALIZABLE"``, or ``None``
+    when each statement sees the latest commits (READ COMMITTED, MySQL's
+    locking SERIALIZABLE, SQLite, whose readers block writers instead).
+    """
+    if connection.vendor == "mysql":
+        level = isolation_level(connection)
+        return "REPEATABLE READ" if level == "REPEATABLE-READ" else None
+    if connection.vendor == "postgresql":
+        configured = connection.settings_dict.get("OPTIONS", {}).get("isolation_level")
+        if configured is not None:
+            # Django hands OPTIONS["isolation_level"] to the driver at connect time.
+            from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+            name = IsolationLevel(configured).name.replace("_", " ")
+        else:
+            # Without the option, transactions get the server's (or role's) default.
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW default_transaction_isolation")
+                name = str(cursor.fetchone()[0])
+        name = name.upper()
+        return name if name in ("REPEATABLE READ", "SERIALIZABLE") else None
+    return None
+
+
+def read_committed_hint(connection: BaseDatabaseWrapper) -> str:
+    """How to make ``connection`` read at READ COMMITTED, in the words of its engine."""
+    alias = connection.alias
+    if connection.vendor == "postgresql":
+        return (
+            f"Remove DATABASES[{alias!r}]['OPTIONS']['isolation_level'] or set it to "
+            "psycopg.IsolationLevel.READ_COMMITTED; if the server default is the cause, "
+            "ALTER ROLE/DATABASE ... SET default_transaction_isolation = 'read committed'."
+        )
+    return (
+        f"Set DATABASES[{alias!r}]['OPTIONS']['isolation_level'] = \"read committed\" "
+        "(Django's default for MySQL and MariaDB)."
+    )
+
+
+def strict_sql_mode(connection: BaseDatabaseWrapper) -> bool | None:
+    """Whether the MySQL/MariaDB session rejects over-long values; ``None`` elsewhere.
+
+    Without STRICT_TRANS_TABLES or STRICT_ALL_TABLES the server truncates an
+    over-long string to the column's length with a mere warning. PostgreSQL
+    always rejects it; SQLite stores it whole.
+    """
+    if connection.vendor != "mysql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.sql_mode")
+        row = cursor.fetchone()
+    modes = {mode.strip().upper() for mode in str(row[0] if row else "").split(",")}
+    return bool(modes & {"STRICT_TRANS_TABLES", "STRICT_ALL_TABLES"})
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """How long an index key may be in one MySQL/MariaDB table, and what a character costs."""
+
+    max_key_bytes: int
+    bytes_per_char: int
+    row_format: str
+    storage_engine: str
+
+
+def max_key_bytes(
+    storage_engine: str, row_format: str, page_size: int = 16384, large_prefix: bool | None = None,
+) -> int | None:
+    """The longest index key a MySQL/MariaDB table accepts, in bytes; ``None`` if unknown.
+
+    InnoDB allows 767 bytes per indexed column in the COMPACT and REDUNDANT
+    row formats, and in DYNAMIC/COMPRESSED when ``innodb_large_prefix`` is
+    off (old servers); otherwise 3072 bytes, less on small pages. MyISAM
+    allows 1000 bytes per key.
+    """
+    engine = storage_engine.upper()
+    if engine == "MYISAM":
+        return 1000
+    if engine != "INNODB":
+        return None
+    if row_format.upper() in ("COMPACT", "REDUNDANT") or large_prefix is False:
+        return 767
+    return {4096: 768, 8192: 1536}.get(page_size, 3072)
+
+
+def key_limits(
+    connection: BaseDatabaseWrapper, table: str, row_format: str | None = None,
+) -> KeyLimits | None:
+    """The index key limits of ``table`` on a MySQL/MariaDB server; ``None`` elsewhere.
+
+    An existing table keeps the row format, storage engine and character set
+    it was created with; a table still to be created gets the server's
+    defaults (``innodb_default_row_format``, ``default_storage_engine``, the
+    database's character set: Django's CREATE TABLE names none of them).
+    ``row_format`` overrides what the server says, to ask "what if".
+    PostgreSQL's and SQLite's key limits are far above our columns' lengths.
+    """
+    if connection.vendor != "mysql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SHOW VARIABLES WHERE Variable_name IN ('innodb_default_row_format', "
+            "'innodb_file_format', 'innodb_large_prefix', 'innodb_page_size', "
+            "'default_storage_engine')"
+        )
+        variables = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
+        cursor.execute(
+            "SELECT ENGINE, ROW_FORMAT FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            [table],
+        )
+        existing = cursor.fetchone()
+        if existing:
+            # The bytes a character of the table's text columns may take.
+            cursor.execute(
+                "SELECT MAX(CHARACTER_OCTET_LENGTH DIV CHARACTER_MAXIMUM_LENGTH) "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = %s AND DATA_TYPE IN ('char', 'varchar') "
+                "AND CHARACTER_MAXIMUM_LENGTH > 0",
+                [table],
+            )
+            per_char = cursor.fetchone()
+        else:
+            per_char = None
+        if not per_char or not per_char[0]:
+            cursor.execute(
+                "SELECT MAXLEN FROM information_schema.CHARACTER_SETS "
+                "WHERE CHARACTER_SET_NAME = @@character_set_database"
+            )
+            per_char = cursor.fetchone()
+    if existing:
+        engine, stored_format = str(existing[0] or "InnoDB"), str(existing[1] or "")
+    else:
+        engine = variables.get("default_storage_engine", "InnoDB")
+        if "innodb_default_row_format" in variables:
+            stored_format = variables["innodb_default_row_format"]
+        elif variables.get("innodb_file_format", "").lower() == "barracuda":
+            stored_format = "DYNAMIC"
+        else:
+            # Servers before MySQL 5.7.9 / MariaDB 10.2.2 created COMPACT tables.
+            stored_format = "COMPACT"
+    effective_format = (row_format or stored_format).upper()
+    large_prefix = variables.get("innodb_large_prefix")
+    limit = max_key_bytes(
+        engine,
+        effective_format,
+        int(variables.get("innodb_page_size", "16384")),
+        None if large_prefix is None else large_prefix.upper() in ("ON", "1"),
+    )
+    if limit is None:
+        return None
+    return KeyLimits(limit, int(per_char[0]) if per_char and per_char[0] else 4, effective_format, engine)

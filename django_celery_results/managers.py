@@ -228,6 +228,13 @@ class TaskResultManager(ResultManager):
         with connection.cursor() as cursor:
             cursor.execute(sql, engines.prepared(connection, self.model, row))
 
+    def insert_if_absent(self, values: Mapping[str, Any], using: str | None = None) -> None:
+        """Insert one task's row unless the task id has one already (never overwrites)."""
+        check_lengths(self.model, values)
+        moment = now()
+        row = {**values, "date_done": moment, "date_created": moment}
+        engines.upsert_row(self.model, using or router.db_for_write(self.model), row, "task_id", [])
+
     def delete_task(self, task_id: str) -> None:
         """Delete one task's row (``forget``); a missing row is not an error."""
         self.get_queryset().using(router.db_for_write(self.model)).filter(
@@ -262,13 +269,12 @@ class GroupResultManager(ResultManager):
         }
         check_lengths(self.model, values)
         moment = now()
-        group = self.model(**values, date_created=moment, date_done=moment)
+        row = {**values, "date_created": moment, "date_done": moment}
         alias = using or router.db_for_write(self.model)
         engines.upsert_row(
-            self.model, alias, group, "group_id",
-            ["content_type", "content_encoding", "result", "date_done"],
+            self.model, alias, row, "group_id", ["content_type", "content_encoding", "result", "date_done"],
         )
-        return group
+        return self.model(**row)
 
     def delete_group(self, group_id: str) -> None:
         """Delete a saved group; a missing group is not an error."""
@@ -298,11 +304,12 @@ class ChordCounterManager(models.Manager):
         """Create the counter of a chord, or reset it when the group id is applied again."""
         check_lengths(self.model, {"group_id": group_id})
         alias = router.db_for_write(self.model)
-        counter = self.model(
-            group_id=group_id, sub_tasks=sub_tasks, count=count, counted_parts="|", date_created=now(),
-        )
+        row = {
+            "group_id": group_id, "sub_tasks": sub_tasks, "count": count, "counted_parts": "|",
+            "date_created": now(),
+        }
         engines.upsert_row(
-            self.model, alias, counter, "group_id", ["sub_tasks", "count", "counted_parts", "date_created"],
+            self.model, alias, row, "group_id", ["sub_tasks", "count", "counted_parts", "date_created"],
         )
 
     def resize(self, group_id: str, size: int) -> None:

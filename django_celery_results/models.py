@@ -27,6 +27,9 @@ ID_MAX_LENGTH = app_settings.task_id_max_length
 class TaskResult(models.Model):
     """One row per task id: its latest state, result and what ran it."""
 
+    # 64-bit: every upsert draws an id, and 32-bit sequences run out on busy sites.
+    id = models.BigAutoField(primary_key=True, verbose_name="ID")
+
     task_id = models.CharField(
         _("Task ID"), max_length=ID_MAX_LENGTH, unique=True,
         help_text=_("Celery ID of the task"),
@@ -79,6 +82,14 @@ class TaskResult(models.Model):
         _("Completed DateTime"), auto_now=True,
         help_text=_("When the latest state was stored; for ready states, when the task ended"),
     )
+    retries = models.PositiveIntegerField(
+        _("Retries"), null=True, default=None,
+        help_text=_("How many times the task had been retried (with result_extended)"),
+    )
+    queue = models.CharField(
+        _("Queue"), max_length=255, null=True, default=None,
+        help_text=_("Routing key the task was delivered with (with result_extended)"),
+    )
     traceback = models.TextField(
         _("Traceback"), blank=True, null=True,
         help_text=_("Traceback of the failure, if the task failed"),
@@ -119,11 +130,15 @@ class TaskResult(models.Model):
             "traceback": self.traceback,
             "meta": self.meta,
             "worker": self.worker,
+            "retries": self.retries,
+            "queue": self.queue,
         }
 
 
 class ChordCounter(models.Model):
     """How many parts of a chord header are still to finish."""
+
+    id = models.BigAutoField(primary_key=True, verbose_name="ID")
 
     group_id = models.CharField(
         _("Group ID"), max_length=ID_MAX_LENGTH, unique=True,
@@ -165,6 +180,8 @@ class ChordCounter(models.Model):
 
 class GroupResult(models.Model):
     """A saved :class:`celery.result.GroupResult` (``GroupResult.save()``)."""
+
+    id = models.BigAutoField(primary_key=True, verbose_name="ID")
 
     group_id = models.CharField(
         _("Group ID"), max_length=ID_MAX_LENGTH, unique=True,

@@ -45,3 +45,13 @@ def app(celery_app_factory: Any) -> Celery:
 @pytest.fixture
 def backend(app: Celery) -> Any:
     return app.backend
+
+
+@pytest.fixture(autouse=True)
+def _empty_memory_broker() -> Iterator[None]:
+    """Messages published to ``memory://`` by one test must not reach the next."""
+    from kombu.transport import memory
+
+    memory.Channel.queues.clear()
+    yield
+    memory.Channel.queues.clear()

@@ -70,6 +70,8 @@ def test_every_state_is_stored_and_read_back(configured: Any, state: str) -> Non
     assert meta["args"] == ("(2, 3)" if extended else None)
     assert meta["kwargs"] == ("{'z': 1}" if extended else None)
     assert meta["worker"] == ("celery@worker1" if extended else None)
+    assert meta["queue"] == ("celery" if extended else None)
+    assert meta["retries"] == (0 if extended else None)
     assert AsyncResult(task_id, backend=backend).state == state
 
 

@@ -28,7 +28,7 @@ logger = get_logger(__name__)
 META_COLUMNS = (
     "task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta",
     "date_done", "date_started", "task_name", "task_args", "task_kwargs", "worker",
-    "periodic_task_name",
+    "periodic_task_name", "retries", "queue",
 )
 
 
@@ -140,6 +140,20 @@ class DatabaseBackend(BaseDictBackend):
         )
         self.TaskModel._default_manager.upsert(values, using=using)
         return result
+
+    def store_pending(self, task_id: str, request: Any) -> None:
+        """Record a task that was just sent, unless a row for it exists already (one statement)."""
+        values = codec.task_values(
+            self.codec,
+            task_id=task_id,
+            status=states.PENDING,
+            result=None,
+            traceback=None,
+            request=request,
+            children=None,
+            extended=bool(self.app.conf.find_value_for_key("extended", "result")),
+        )
+        self.TaskModel._default_manager.insert_if_absent(values)
 
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
         row = self.TaskModel._default_manager.filter(task_id=task_id).values(*META_COLUMNS).first()
