@@ -7,6 +7,7 @@ outside this module looks at ``connection.vendor``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ KEEP_IF_NULL_COLUMNS = (
     "task_name", "task_args", "task_kwargs", "worker", "periodic_task_name", "date_started",
     "retries", "queue",
 )
+
+
+#: PostgreSQL channel on which ready results are announced (payload: the task id).
+NOTIFY_CHANNEL = "django_celery_results"
 
 
 def state_rank(status: str) -> int:
@@ -83,11 +88,19 @@ def upsert_task_sql(
 
     sets = [f"{qn(c)} = {new_value(c)}" for c in [*updatable, "status"]]
     status_col = f"{current}.{qn('status')}"
-    return (
+    upsert = (
         f"INSERT INTO {current} ({cols}) VALUES ({marks}) "
         f"ON CONFLICT ({qn('task_id')}) DO UPDATE SET {', '.join(sets)} "
         f"WHERE {status_col} <> '{states.SUCCESS}' AND {_rank_sql(status_col)} <= {rank}"
     )
+    if connection.vendor == "postgresql" and new_status in states.READY_STATES:
+        # Wake waiting get() calls (ResultListener) in the same round trip; the
+        # notification is sent only if the write applied, and only on commit.
+        return (
+            f"WITH written AS ({upsert} RETURNING {qn('task_id')}) "
+            f"SELECT pg_notify('{NOTIFY_CHANNEL}', {qn('task_id')}) FROM written"
+        )
+    return upsert
 
 
 def upsert_sql(
@@ -137,6 +150,64 @@ def upsert_row(
     """Insert ``values`` or update ``update_columns`` of the existing row, in one statement."""
     sql = upsert_sql(connections[alias], model._meta.db_table, list(values), conflict_column, update_columns)
     write_row(model, alias, sql, values)
+
+
+class ResultListener:
+    """Waits for PostgreSQL notifications of stored results, on a connection of its own.
+
+    ``LISTEN`` needs a connection outside Django's transaction handling
+    (notifications arrive between transactions), so each waiting thread keeps
+    one raw driver connection, opened with the alias's own settings.
+    """
+
+    def __init__(self, alias: str) -> None:
+        wrapper = connections[alias]
+        self.raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        self.raw.autocommit = True
+        # psycopg 3 offers notifies() as a generator; psycopg2 a list filled by poll().
+        self.psycopg3 = callable(getattr(self.raw, "notifies", None))
+        with self.raw.cursor() as cursor:
+            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, timeout: float) -> set[str]:
+        """Task ids announced within ``timeout`` seconds (empty when none came)."""
+        if self.psycopg3:
+            return {n.payload for n in self.raw.notifies(timeout=timeout, stop_after=1)} | self._drain()
+        import select
+
+        if select.select([self.raw], [], [], timeout)[0]:
+            return self._drain()
+        return set()
+
+    def _drain(self) -> set[str]:
+        """Notifications already received and not yet handed out."""
+        if self.psycopg3:
+            return {n.payload for n in self.raw.notifies(timeout=0)}
+        self.raw.poll()
+        payloads = {n.payload for n in self.raw.notifies}
+        self.raw.notifies.clear()
+        return payloads
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@contextmanager
+def result_listener(alias: str) -> Iterator[ResultListener | None]:
+    """A listener for results stored through ``alias`` while the block runs; ``None`` without push.
+
+    Only PostgreSQL announces results (``pg_notify`` in the upsert); other
+    engines are polled. The connection lives as long as the wait, so nothing
+    is left open between waits.
+    """
+    if connections[alias].vendor != "postgresql":
+        yield None
+        return
+    listener = ResultListener(alias)
+    try:
+        yield listener
+    finally:
+        listener.close()
 
 
 def isolation_level(connection: BaseDatabaseWrapper) -> str | None:

@@ -90,3 +90,28 @@ def test_get_wakes_soon_after_the_result_is_stored(app: Any) -> None:
 def test_get_times_out(app: Any) -> None:
     with pytest.raises(CeleryTimeoutError):
         AsyncResult("never", backend=app.backend).get(timeout=0.1)
+
+
+@pytest.mark.engine("postgresql")
+def test_get_on_postgresql_is_woken_by_the_notification_not_by_polling(app: Any) -> None:
+    backend = app.backend
+    task_id = celery_uuid()
+    stored_at: list[float] = []
+
+    def store_later() -> None:
+        time.sleep(0.5)
+        backend.mark_as_done(task_id, "pushed")
+        stored_at.append(time.monotonic())
+        connections.close_all()
+
+    helper = threading.Thread(target=store_later)
+    helper.start()
+    with CaptureQueriesContext(connection) as queries:
+        # A poll interval far longer than the test: only a notification can end the wait.
+        value = AsyncResult(task_id, backend=backend).get(timeout=20, interval=10)
+    woke_at = time.monotonic()
+    helper.join()
+    assert value == "pushed"
+    assert woke_at - stored_at[0] < 0.2
+    # Read before listening, once listening, once notified: no polling loop.
+    assert len(queries) == 3, [q["sql"] for q in queries]

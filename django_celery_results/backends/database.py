@@ -183,17 +183,34 @@ class DatabaseBackend(BaseDictBackend):
         no_ack: bool = True,
         on_interval: Callable[[], Any] | None = None,
     ) -> dict[str, Any]:
-        """Wait until the task is ready (``AsyncResult.get()``), polling fast then backing off."""
+        """Wait until the task is ready (``AsyncResult.get()``).
+
+        On PostgreSQL the wait ends when the result's notification arrives
+        (the row is still read every ``interval``, in case a writer did not
+        announce it); elsewhere the row is polled, fast at first, then backing
+        off to ``interval``.
+        """
         self._ensure_not_eager()
         deadline = None if timeout is None else time.monotonic() + timeout
-        for pause in poll_pauses(self.first_poll_interval, interval):
-            meta = self.get_task_meta(task_id)
-            if meta["status"] in states.READY_STATES:
-                return meta
-            if on_interval:
-                on_interval()
-            pause = _within(deadline, pause)
-            time.sleep(pause)
+        meta = self.get_task_meta(task_id)
+        if meta["status"] in states.READY_STATES:
+            return meta
+        alias = router.db_for_read(self.TaskModel)
+        with engines.result_listener(alias) as listener:
+            # Listening before the next read: a result stored meanwhile is
+            # either read or announced.
+            first = interval if listener is not None else self.first_poll_interval
+            for pause in poll_pauses(first, interval):
+                meta = self.get_task_meta(task_id)
+                if meta["status"] in states.READY_STATES:
+                    return meta
+                if on_interval:
+                    on_interval()
+                pause = _within(deadline, pause)
+                if listener is None:
+                    time.sleep(pause)
+                else:
+                    listener.wait(pause)
         raise AssertionError("unreachable")  # pragma: no cover - poll_pauses never ends
 
     def get_many(
