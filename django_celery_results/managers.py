@@ -297,8 +297,11 @@ class ChordCounterManager(models.Manager):
 
     model: type[ChordCounter]
 
-    def _rows(self) -> models.QuerySet:
+    def for_write(self) -> models.QuerySet:
+        """Counters as the write alias has them (never a lagging replica)."""
         return self.model._base_manager.using(router.db_for_write(self.model))
+
+    _rows = for_write
 
     def start(self, group_id: str, sub_tasks: str, count: int) -> None:
         """Create the counter of a chord, or reset it when the group id is applied again."""

@@ -331,7 +331,8 @@ class DatabaseBackend(BaseDictBackend):
             except ChordError as error:  # raised so the failure carries a traceback
                 self.chord_error_from_stack(callback, error)
             return
-        counter = counters.filter(group_id=group_id).first()
+        # From the alias just written: a replica may not have the counter yet.
+        counter = counters.for_write().get(group_id=group_id)
         fire_callback(self.app, callback, counter.group_result(app=self.app))
 
 
