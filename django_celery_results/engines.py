@@ -261,8 +261,8 @@ def _is_transient_one(exc: BaseException) -> bool:
     if module.startswith("MySQLdb"):
         if name == "InterfaceError":
             return True
-        args = getattr(exc, "args", ())
-        return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT_CODES
+        code = next(iter(getattr(exc, "args", ())), None)
+        return isinstance(code, int) and code in _MYSQL_TRANSIENT_CODES
     if module == "sqlite3":
         message = str(exc).lower()
         return name == "OperationalError" and ("locked" in message or "busy" in message)

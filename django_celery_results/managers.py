@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .models import ChordCounter, GroupResult, TaskResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=models.Model)
 
 W_ISOLATION_REP = (
     "Polling results with transaction isolation level 'repeatable-read' within the "
@@ -94,7 +95,7 @@ class ResultQuerySet(models.QuerySet):
         return self.filter(date_done__lt=moment)
 
 
-class ResultManager(models.Manager):
+class ResultManager(models.Manager[M]):
     """Generic manager for celery results."""
 
     def get_queryset(self) -> ResultQuerySet:
@@ -153,10 +154,8 @@ def delete_in_batches(queryset: models.QuerySet, batch_size: int | None = None) 
             deleted += count
 
 
-class TaskResultManager(ResultManager):
+class TaskResultManager(ResultManager["TaskResult"]):
     """Manager for :class:`~django_celery_results.models.TaskResult`."""
-
-    model: type[TaskResult]
 
     def get_task(self, task_id: str) -> TaskResult:
         """The stored result, or an unsaved PENDING instance when there is none."""
@@ -242,10 +241,8 @@ class TaskResultManager(ResultManager):
         ).delete()
 
 
-class GroupResultManager(ResultManager):
+class GroupResultManager(ResultManager["GroupResult"]):
     """Manager for :class:`~django_celery_results.models.GroupResult`."""
-
-    model: type[GroupResult]
 
     def get_group(self, group_id: str) -> GroupResult | None:
         """The saved group, or ``None``."""
@@ -292,10 +289,8 @@ class PartOutcome(enum.Enum):
     NO_COUNTER = "no counter"  # the chord was never applied here, or its counter expired
 
 
-class ChordCounterManager(models.Manager):
+class ChordCounterManager(models.Manager["ChordCounter"]):
     """Manager for :class:`~django_celery_results.models.ChordCounter`."""
-
-    model: type[ChordCounter]
 
     def for_write(self) -> models.QuerySet:
         """Counters as the write alias has them (never a lagging replica)."""
