@@ -24,7 +24,8 @@ from .exceptions import ValueTooLong
 from .utils import now
 
 if TYPE_CHECKING:
-    from .models import ChordCounter, GroupResult, TaskResult
+    # Named in string form by the generic manager bases below.
+    from .models import ChordCounter, GroupResult, TaskResult  # noqa: F401
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=models.Model)
