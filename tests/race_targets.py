@@ -16,7 +16,10 @@ def _app(broker_dir: str | None = None) -> Any:
         return make_app()
     return make_app(
         broker_url="filesystem://",
-        broker_transport_options={"data_folder_in": broker_dir, "data_folder_out": broker_dir},
+        broker_transport_options={
+            "data_folder_in": broker_dir, "data_folder_out": broker_dir,
+            "control_folder": f"{broker_dir}/control",
+        },
     )
 
 

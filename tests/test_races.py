@@ -58,6 +58,7 @@ def _callbacks(broker_dir: Path) -> list[Any]:
     messages = []
     with Connection("filesystem://", transport_options={
         "data_folder_in": str(broker_dir), "data_folder_out": str(broker_dir),
+        "control_folder": str(broker_dir / "control"),
     }) as conn, conn.SimpleQueue("celery") as queue:
         while True:
             try:
@@ -72,6 +73,7 @@ def _callbacks(broker_dir: Path) -> list[Any]:
 def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: int) -> None:
     app = make_app(broker_url="filesystem://", broker_transport_options={
         "data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
     })
     rng = random.Random(round_)
     group_id = celery_uuid()
@@ -103,6 +105,7 @@ def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: i
 def test_chord_with_a_failing_part_marks_the_callback_failed(tmp_path: Path) -> None:
     app = make_app(broker_url="filesystem://", broker_transport_options={
         "data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
     })
     group_id = celery_uuid()
     parts = [f"{group_id}-{index}" for index in range(40)]
