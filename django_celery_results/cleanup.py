@@ -1,14 +1,150 @@
-"""Deleting expired results: shared by ``backend.cleanup()`` and the management command."""
+"""Deleting expired results: the one code path of ``backend.cleanup()`` and ``celery_results_cleanup``.
+
+A :class:`Cleanup` says which rows go (older than a cutoff, optionally only
+some task states or task names, with or without group results and chord
+counters) and where (each model's write alias, or one alias given by the
+caller). It counts them (``count()``, for dry runs) or deletes them a batch at
+a time (``delete_batches()``), one short transaction per batch.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from celery.utils.time import maybe_timedelta
+from django.db import connections, models, router, transaction
+from django.db.models import CharField, F, Func
 
-from .managers import delete_in_batches
+from .conf import app_settings
 from .models import ChordCounter, GroupResult, TaskResult
 from .utils import now
+
+TASKS = "task results"
+GROUPS = "group results"
+CHORDS = "chord counters"
+#: The kinds of rows a cleanup deletes, in the order it deletes them.
+KINDS = (TASKS, GROUPS, CHORDS)
+
+#: The model and the date column the cutoff applies to, per kind (each column is indexed).
+TABLES: dict[str, tuple[type[models.Model], str]] = {
+    TASKS: (TaskResult, "date_done"),
+    GROUPS: (GroupResult, "date_done"),
+    CHORDS: (ChordCounter, "date_created"),
+}
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """Which rows a cleanup removes, and where.
+
+    ``statuses`` and ``task_names`` narrow the task results only: group
+    results and chord counters have neither, so ``groups`` and ``chords``
+    say whether they are cleaned at all. A chord counter older than the
+    cutoff belongs to a chord that completed or was abandoned (a part was
+    lost). ``database`` overrides the routers' write alias for every table.
+    """
+
+    before: datetime
+    statuses: tuple[str, ...] = ()
+    task_names: tuple[str, ...] = ()
+    groups: bool = True
+    chords: bool = True
+    batch_size: int | None = None
+    database: str | None = None
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of rows this cleanup touches."""
+        wanted = {TASKS: True, GROUPS: self.groups, CHORDS: self.chords}
+        return tuple(kind for kind in KINDS if wanted[kind])
+
+    def alias(self, kind: str) -> str:
+        """The database the rows of ``kind`` are deleted from: never a read replica."""
+        model, _ = TABLES[kind]
+        return self.database or router.db_for_write(model)
+
+    def rows(self, kind: str) -> models.QuerySet:
+        """The rows of ``kind`` this cleanup deletes."""
+        alias = self.alias(kind)
+        if kind == CHORDS:
+            return ChordCounter.objects.created_before(self.before).using(alias)
+        manager = TaskResult.objects if kind == TASKS else GroupResult.objects
+        selected = manager.get_queryset().using(alias).done_before(self.before)
+        if kind == TASKS and self.statuses:
+            selected = exactly_one_of(selected, "status", self.statuses)
+        if kind == TASKS and self.task_names:
+            selected = exactly_one_of(selected, "task_name", self.task_names)
+        return selected
+
+    def count(self) -> dict[str, int]:
+        """How many rows of each kind a run would delete now (one COUNT per table)."""
+        return {kind: self.rows(kind).count() if kind in self.kinds else 0 for kind in KINDS}
+
+    def delete_batches(self) -> Generator[tuple[str, int], None, None]:
+        """Delete the rows, yielding ``(kind, rows deleted)`` after each batch commits.
+
+        Stopping the iteration between two batches stops the cleanup there:
+        what was yielded is deleted, nothing else is.
+        """
+        size = self.batch_size or app_settings.cleanup_batch_size
+        for kind in self.kinds:
+            if kind == CHORDS:
+                # Counters inserted by older code carry no date: their clock starts now.
+                ChordCounter.objects.dateless().using(self.alias(kind)).update(date_created=now())
+            for deleted in delete_oldest_first(self.rows(kind), TABLES[kind][1], size):
+                yield kind, deleted
+
+    def delete(self) -> dict[str, int]:
+        """Delete every row this cleanup selects; return how many went per kind."""
+        deleted = dict.fromkeys(KINDS, 0)
+        for kind, count in self.delete_batches():
+            deleted[kind] += count
+        return deleted
+
+
+def exactly_one_of(rows: models.QuerySet, field: str, values: tuple[str, ...]) -> models.QuerySet:
+    """The ``rows`` whose ``field`` equals one of ``values`` character for character.
+
+    MySQL and MariaDB compare strings through the column's collation, whose
+    defaults ignore case and trailing spaces: ``status IN ('success')`` would
+    select SUCCESS rows there. Comparing the bytes keeps the filter exact, as
+    it already is on PostgreSQL and SQLite.
+    """
+    if connections[rows.db].vendor != "mysql":
+        return rows.filter(**{f"{field}__in": values})
+    as_bytes = Func(F(field), template="CAST(%(expressions)s AS BINARY)", output_field=CharField())
+    return rows.alias(**{f"{field}_bytes": as_bytes}).filter(**{f"{field}_bytes__in": values})
+
+
+def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> Iterator[int]:
+    """Delete ``rows`` oldest first, ``size`` at a time; yield each batch's count after its commit.
+
+    Each batch reads at most ``size`` primary keys through the index on
+    ``date_field`` and deletes them in the same short transaction, so locks
+    stay brief and memory is bounded by the batch. The DELETE repeats the
+    selection's conditions: a row written again between the two statements
+    is not expired any more and stays. The next batch starts its index scan
+    at the last date seen, not at the start of the range, where PostgreSQL
+    keeps the dead index entries of the batches already deleted until vacuum.
+    """
+    alias = rows.db
+    oldest: object = None
+    while True:
+        with transaction.atomic(using=alias):
+            batch = list(next_batch(rows, date_field, size, oldest))
+            if not batch:
+                return
+            deleted, _ = rows.filter(pk__in=[pk for pk, _ in batch]).delete()
+        oldest = batch[-1][1]
+        yield deleted
+
+
+def next_batch(rows: models.QuerySet, date_field: str, size: int, oldest: object = None) -> models.QuerySet:
+    """Keys and dates of the ``size`` oldest ``rows``, dated ``oldest`` or later when given."""
+    page = rows if oldest is None else rows.filter(**{f"{date_field}__gte": oldest})
+    return page.order_by(date_field).values_list("pk", date_field)[:size]
 
 
 def delete_expired_results(
@@ -16,17 +152,7 @@ def delete_expired_results(
 ) -> dict[str, int]:
     """Delete task results, group results and chord counters older than ``expires``.
 
-    Everything runs on the write alias in short batches. A chord counter
-    older than ``result_expires`` belongs to a chord that completed or was
-    abandoned (a part was lost): its header's results are expiring with it.
-    Returns the number of rows deleted per table.
+    What ``DatabaseBackend.cleanup()`` runs; the ``celery_results_cleanup``
+    command runs the same :class:`Cleanup`. Returns the rows deleted per kind.
     """
-    before = now() - maybe_timedelta(expires)
-    counters = ChordCounter.objects
-    # Counters inserted by older code carry no date: start their clock now.
-    counters.dateless().update(date_created=now())
-    return {
-        "task results": TaskResult.objects.delete_expired(expires, batch_size),
-        "group results": GroupResult.objects.delete_expired(expires, batch_size),
-        "chord counters": delete_in_batches(counters.created_before(before), batch_size),
-    }
+    return Cleanup(before=now() - maybe_timedelta(expires), batch_size=batch_size).delete()

@@ -1,0 +1,740 @@
+"""``manage.py celery_results_cleanup``: what it deletes, how it reports, and how it stops.
+
+Rows are made old by writing them and then moving their date back: the date
+columns are ``auto_now``/``auto_now_add``, so they cannot be set on insert.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery, states
+from celery import _state as celery_state
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, connections, transaction
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from django_celery_results import cleanup
+from django_celery_results.management.commands.celery_results_cleanup import describe_age, parse_age
+from django_celery_results.models import ChordCounter, GroupResult, TaskResult
+from django_celery_results.utils import now
+from tests.processes import database_settings
+from tests.routers import ResultsRouter, extra_connections_closed  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = "celery_results_cleanup"
+db = pytest.mark.django_db(transaction=True)
+
+OLD = timedelta(days=3)
+FRESH = timedelta(minutes=10)
+
+
+# -- rows -------------------------------------------------------------------------------------
+
+
+def add_tasks(prefix: str, count: int, age: timedelta, status: str = states.SUCCESS,
+              task_name: str = "tests.add", chunk: int = 2000) -> list[str]:
+    """``count`` task results ``age`` old (a second older per chunk), ids ``<prefix>:<n>``."""
+    ids = [f"{prefix}:{n}" for n in range(count)]
+    for start in range(0, count, chunk):
+        part = ids[start:start + chunk]
+        with transaction.atomic():
+            TaskResult.objects.bulk_create(
+                TaskResult(task_id=task_id, status=status, task_name=task_name, result="1",
+                           content_type="application/json", content_encoding="utf-8")
+                for task_id in part
+            )
+            TaskResult.objects.filter(task_id__in=part).update(
+                date_done=now() - age - timedelta(seconds=start),
+            )
+    return ids
+
+
+def add_groups(prefix: str, count: int, age: timedelta) -> list[str]:
+    ids = [f"{prefix}:{n}" for n in range(count)]
+    GroupResult.objects.bulk_create(
+        GroupResult(group_id=group_id, result="[]", content_type="application/json", content_encoding="utf-8")
+        for group_id in ids
+    )
+    GroupResult.objects.filter(group_id__in=ids).update(date_done=now() - age)
+    return ids
+
+
+def add_counters(prefix: str, count: int, age: timedelta | None) -> list[str]:
+    """Chord counters ``age`` old; ``None``: undated, as the code we replace inserts them."""
+    ids = [f"{prefix}:{n}" for n in range(count)]
+    ChordCounter.objects.bulk_create(
+        ChordCounter(group_id=group_id, sub_tasks="[]", count=1) for group_id in ids
+    )
+    ChordCounter.objects.filter(group_id__in=ids).update(date_created=None if age is None else now() - age)
+    return ids
+
+
+#: Expired rows of the mixed data set, per prefix.
+EXPIRED_TASKS = {"old": 6, "old-failed": 4, "old-mul": 3, "old-started": 2}
+
+
+def mixed() -> dict[str, list[str]]:
+    """Task results of several states and names, group results and chord counters, old and fresh."""
+    return {
+        "fresh": add_tasks("fresh", 5, FRESH),
+        "old": add_tasks("old", 6, OLD),
+        "old-failed": add_tasks("old-failed", 4, OLD, status=states.FAILURE),
+        "old-mul": add_tasks("old-mul", 3, OLD, task_name="tests.mul"),
+        "old-started": add_tasks("old-started", 2, OLD, status=states.STARTED, task_name="tests.mul"),
+        "fresh-groups": add_groups("fresh-group", 2, FRESH),
+        "old-groups": add_groups("old-group", 3, OLD),
+        "fresh-counters": add_counters("fresh-chord", 2, FRESH),
+        "old-counters": add_counters("old-chord", 4, OLD),
+    }
+
+
+def remaining() -> dict[str, set[str]]:
+    return {
+        "tasks": set(TaskResult.objects.values_list("task_id", flat=True)),
+        "groups": set(GroupResult.objects.values_list("group_id", flat=True)),
+        "counters": set(ChordCounter.objects.values_list("group_id", flat=True)),
+    }
+
+
+def fresh_only(rows: dict[str, list[str]]) -> dict[str, set[str]]:
+    """What a cleanup of the mixed data set older than a day leaves."""
+    return {"tasks": set(rows["fresh"]), "groups": set(rows["fresh-groups"]),
+            "counters": set(rows["fresh-counters"])}
+
+
+def run(*args: str, **options: Any) -> str:
+    """Run the command in this process; return what it wrote to stdout."""
+    out = io.StringIO()
+    call_command(COMMAND, *args, stdout=out, stderr=io.StringIO(), **options)
+    return out.getvalue()
+
+
+def summary(text: str) -> str:
+    """The output without its timing, ``(1.2 s)`` becoming ``(? s)``."""
+    return re.sub(r"\(\d+\.\d s\)", "(? s)", text)
+
+
+def deletes(captured: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if q["sql"].lstrip().upper().startswith("DELETE")]
+
+
+# -- durations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("90s", timedelta(seconds=90)), ("30m", timedelta(minutes=30)), ("12h", timedelta(hours=12)),
+    ("7d", timedelta(days=7)), ("2w", timedelta(weeks=2)), ("1d12h", timedelta(days=1, hours=12)),
+    (" 7d ", timedelta(days=7)), ("0s", timedelta(0)),
+])
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_age(text) == expected
+
+
+@pytest.mark.parametrize(("age", "text"), [
+    (timedelta(days=7), "7 days"), (timedelta(days=1, hours=12), "1 day 12 hours"),
+    (timedelta(seconds=90), "1 minute 30 seconds"), (timedelta(0), "0 seconds"),
+    (timedelta(seconds=1.5), "1.5 seconds"),
+])
+def test_ages_in_words(age: timedelta, text: str) -> None:
+    assert describe_age(age) == text
+
+
+@db
+@pytest.mark.parametrize("text", [
+    "7", "7x", "d", "-1d", "1.5d", "7 days", "7D", "1h1d", "", "99999999999d", "999999d",
+])
+def test_a_bad_duration_is_a_command_error(text: str) -> None:
+    add_tasks("old", 1, OLD)
+    with pytest.raises(CommandError, match="Invalid --older-than"):
+        run(f"--older-than={text}")
+    assert TaskResult.objects.count() == 1
+
+
+@db
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_a_bad_batch_size_is_a_command_error(size: str) -> None:
+    with pytest.raises(CommandError, match="Invalid batch size"):
+        run("--older-than=1d", f"--batch-size={size}")
+
+
+# -- what goes ------------------------------------------------------------------------------------
+
+
+@db
+def test_dry_run_counts_and_changes_nothing() -> None:
+    mixed()
+    undated = add_counters("undated", 1, None)
+    before = remaining()
+
+    out = run("--older-than=1d", "--dry-run")
+
+    assert summary(out) == (
+        "Would delete 15 task results, 3 group results, 4 chord counters older than 1 day (? s).\n"
+    )
+    assert remaining() == before
+    assert ChordCounter.objects.get(group_id=undated[0]).date_created is None
+
+
+@db
+def test_deletes_exactly_the_expired_rows() -> None:
+    rows = mixed()
+
+    out = run("--older-than=1d")
+
+    assert summary(out) == (
+        "Deleted 15 task results, 3 group results, 4 chord counters older than 1 day (? s).\n"
+    )
+    assert remaining() == fresh_only(rows)
+
+
+@db
+def test_the_boundary_is_the_age() -> None:
+    add_tasks("older", 1, timedelta(hours=12, minutes=1))
+    kept = add_tasks("younger", 1, timedelta(hours=11, minutes=59))
+    assert "Deleted 1 task result," in run("--older-than=12h")
+    assert remaining()["tasks"] == set(kept)
+
+
+@db
+@pytest.mark.parametrize(("args", "gone", "filters"), [
+    (["--status=FAILURE", "--status=STARTED"], ["old-failed", "old-started"], "status FAILURE or STARTED"),
+    (["--task-name=tests.mul"], ["old-mul", "old-started"], "task name tests.mul"),
+    (["--task-name=tests.add", "--status=FAILURE"], ["old-failed"], "status FAILURE; task name tests.add"),
+    (["--task-name=tests.none"], [], "task name tests.none"),
+])
+def test_filters_select_task_results_and_keep_groups_and_counters(
+    args: list[str], gone: list[str], filters: str,
+) -> None:
+    rows = mixed()
+    before = remaining()
+
+    out = run("--older-than=1d", *args)
+
+    count = sum(EXPIRED_TASKS[prefix] for prefix in gone)
+    assert summary(out) == (
+        "Keeping group results and chord counters: --status and --task-name select task results only "
+        "(add --include-groups or --include-chords to clean them too).\n"
+        f"Deleted {count} task result{'' if count == 1 else 's'} ({filters}) older than 1 day (? s).\n"
+    )
+    after = remaining()
+    assert after["tasks"] == before["tasks"] - {task_id for prefix in gone for task_id in rows[prefix]}
+    assert (after["groups"], after["counters"]) == (before["groups"], before["counters"])
+
+
+@db
+@pytest.mark.parametrize(("args", "groups_go", "counters_go"), [
+    ([], True, True),
+    (["--no-include-groups"], False, True),
+    (["--no-include-chords"], True, False),
+    (["--no-include-groups", "--no-include-chords"], False, False),
+    (["--status=FAILURE"], False, False),
+    (["--status=FAILURE", "--include-groups"], True, False),
+    (["--task-name=tests.add", "--include-chords"], False, True),
+    (["--task-name=tests.add", "--include-groups", "--include-chords"], True, True),
+])
+def test_groups_and_chords_flags(args: list[str], groups_go: bool, counters_go: bool) -> None:
+    rows = mixed()
+
+    out = run("--older-than=1d", *args)
+
+    after = remaining()
+    assert after["groups"] == set(rows["fresh-groups"] + ([] if groups_go else rows["old-groups"]))
+    assert after["counters"] == set(rows["fresh-counters"] + ([] if counters_go else rows["old-counters"]))
+    line = out.splitlines()[-1]
+    assert ("3 group results" in line) is groups_go
+    assert ("4 chord counters" in line) is counters_go
+
+
+@db
+def test_flags_also_work_as_call_command_keywords() -> None:
+    rows = mixed()
+    run(older_than="1d", status=[states.FAILURE], include_groups=True)
+    assert remaining()["groups"] == set(rows["fresh-groups"])
+    assert len(remaining()["tasks"]) == 5 + 15 - 4
+
+
+@db
+def test_an_unknown_state_is_pointed_out_and_matched_exactly() -> None:
+    add_tasks("old", 2, OLD)
+    err = io.StringIO()
+    call_command(COMMAND, "--older-than=1d", "--status=success", stdout=io.StringIO(), stderr=err)
+    assert "success is not a built-in Celery state" in err.getvalue()
+    assert TaskResult.objects.count() == 2
+
+
+@db
+@pytest.mark.parametrize("args", [
+    ["--status=success"], ["--status=SUCCESS "], ["--task-name=TESTS.ADD"], ["--task-name=tests.add "],
+])
+def test_filters_are_exact_on_every_engine(args: list[str]) -> None:
+    """MySQL's default collations ignore case and trailing spaces; the filters do not."""
+    add_tasks("old", 2, OLD)
+    assert "Deleted 0 task results" in run("--older-than=1d", *args)
+    assert TaskResult.objects.count() == 2
+
+
+# -- batches ----------------------------------------------------------------------------------------
+
+
+@db
+@pytest.mark.parametrize(("args", "options", "statements"), [
+    (["--batch-size=7"], {}, 4),
+    ([], {"CLEANUP_BATCH_SIZE": 10}, 3),
+    ([], {}, 1),
+    (["--batch-size=25"], {}, 1),
+    (["--batch-size=1"], {}, 25),
+])
+def test_batch_size_is_honoured(args: list[str], options: dict[str, int], statements: int) -> None:
+    add_tasks("old", 25, OLD)
+    kept = add_tasks("fresh", 3, FRESH)
+
+    with override_settings(DJANGO_CELERY_RESULTS=options), CaptureQueriesContext(connection) as captured:
+        run("--older-than=1d", *args)
+
+    assert len(deletes(captured)) == statements
+    assert remaining()["tasks"] == set(kept)
+
+
+@db
+def test_batches_go_oldest_first() -> None:
+    for hours in (30, 50, 40):
+        add_tasks(f"age-{hours}", 1, timedelta(hours=hours))
+    left: list[set[str]] = []
+
+    with connection.execute_wrapper(on_delete(lambda n: left.append(remaining()["tasks"]))):
+        run("--older-than=1d", "--batch-size=1")
+
+    assert left == [{"age-30:0", "age-40:0"}, {"age-30:0"}, set()]
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    """A StringIO that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@db
+def test_progress_on_a_terminal_only() -> None:
+    add_tasks("old", 20, OLD)
+    add_groups("old-group", 2, OLD)
+    terminal = Terminal()
+
+    call_command(COMMAND, "--older-than=1d", "--batch-size=10", stdout=terminal)
+
+    lines = terminal.getvalue().split("\n")
+    assert lines[0].split("\r")[1:] == [
+        "Deleting expired results: 0/22 rows (0%)",
+        "Deleting expired results: 10/22 rows (45%)",
+        "Deleting expired results: 20/22 rows (90%)",
+        "Deleting expired results: 22/22 rows (100%)",
+    ]
+    assert summary(lines[1]) == (
+        "Deleted 20 task results, 2 group results, 0 chord counters older than 1 day (? s)."
+    )
+    assert lines[2:] == [""]
+
+
+@db
+def test_no_progress_when_not_a_terminal() -> None:
+    add_tasks("old", 20, OLD)
+    out = run("--older-than=1d", "--batch-size=10")
+    assert "\r" not in out
+    assert out.count("\n") == 1
+
+
+@db
+def test_quiet_at_verbosity_zero() -> None:
+    mixed()
+    assert run("--older-than=1d", "--status=FAILURE", verbosity=0) == ""
+    terminal = Terminal()
+    call_command(COMMAND, "--older-than=1d", verbosity=0, stdout=terminal)
+    assert terminal.getvalue() == ""
+    assert len(remaining()["tasks"]) == 5
+
+
+@db
+def test_verbose_run_says_what_and_where() -> None:
+    out = run("--older-than=7d", verbosity=2)
+    assert out.startswith(
+        "Cleaning task results on 'default', group results on 'default', chord counters on 'default': "
+        "older than 7 days (--older-than), before "
+    )
+    assert "1000 rows per batch." in out
+
+
+# -- the default age --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def current_app() -> Iterator[Callable[..., Celery]]:
+    """Make an app with the given configuration the current Celery app for the test."""
+    previous = celery_state.get_current_app()
+    made: list[Celery] = []
+
+    def make(**conf: Any) -> Celery:
+        app = Celery("project", set_as_current=False)
+        app.conf.update(conf)
+        app.set_current()
+        made.append(app)
+        return app
+
+    yield make
+    celery_state._set_current_app(previous)
+    for app in made:
+        app.close()
+
+
+@db
+def test_default_age_is_result_expires_of_the_current_app(current_app: Callable[..., Celery]) -> None:
+    current_app(result_expires=timedelta(hours=1))
+    gone = add_tasks("two-hours", 1, timedelta(hours=2))
+    kept = add_tasks("half-hour", 1, timedelta(minutes=30))
+
+    out = run(verbosity=2)
+
+    assert "older than 1 hour (result_expires of the Celery app 'project')" in out
+    assert "Deleted 1 task result, 0 group results, 0 chord counters older than 1 hour" in out
+    assert remaining()["tasks"] == set(kept)
+    assert not set(gone) & remaining()["tasks"]
+
+
+@db
+def test_result_expires_in_seconds(current_app: Callable[..., Celery]) -> None:
+    current_app(result_expires=90)
+    assert "older than 1 minute 30 seconds" in run()
+
+
+@db
+def test_celery_default_is_one_day(current_app: Callable[..., Celery]) -> None:
+    current_app()
+    add_tasks("two-days", 1, timedelta(days=2))
+    kept = add_tasks("twenty-hours", 1, timedelta(hours=20))
+    assert "older than 1 day" in run()
+    assert remaining()["tasks"] == set(kept)
+
+
+@db
+@pytest.mark.parametrize("expires", [None, 0])
+def test_results_that_never_expire_need_an_explicit_age(
+    current_app: Callable[..., Celery], expires: int | None,
+) -> None:
+    current_app(result_expires=expires)
+    add_tasks("ancient", 1, timedelta(days=3650))
+    with pytest.raises(CommandError, match=r"never expire\. Pass --older-than"):
+        run()
+    assert TaskResult.objects.count() == 1
+    assert "Deleted 1 task result" in run("--older-than=1w")
+
+
+# -- databases ----------------------------------------------------------------------------------------
+
+
+@db
+def test_an_unknown_database_is_refused() -> None:
+    with pytest.raises(CommandError, match="Unknown --database 'nowhere'"):
+        run("--older-than=1d", "--database=nowhere")
+
+
+@pytest.mark.django_db(databases=["default", "replica"], transaction=True)
+def test_deletes_on_the_write_alias_never_the_replica() -> None:
+    kept = add_tasks("fresh", 1, FRESH)
+    add_tasks("old", 3, OLD)
+    with override_settings(DATABASE_ROUTERS=[ResultsRouter(read="replica", write="default")]), \
+            CaptureQueriesContext(connections["replica"]) as on_replica:
+        out = run("--older-than=1d")
+        with pytest.raises(CommandError, match="read replica is not cleaned"):
+            run("--older-than=1d", "--database=replica")
+        assert "Deleted 0 task results" in run("--older-than=1d", "--database=default")
+    assert "Deleted 3 task results" in out
+    assert on_replica.captured_queries == []
+    assert remaining()["tasks"] == set(kept)
+
+
+@db
+def test_a_database_without_the_tables_is_refused() -> None:
+    with override_settings(DATABASE_ROUTERS=[ResultsRouter(tables=("other",))]), \
+            pytest.raises(CommandError, match="keep the task results table out of it"):
+        run("--older-than=1d", "--database=default")
+
+
+# -- stopping ----------------------------------------------------------------------------------------
+
+
+def on_delete(action: Callable[[int], None]) -> Callable[..., Any]:
+    """An execute wrapper calling ``action(n)`` after the n-th DELETE statement has run."""
+    seen = [0]
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("DELETE"):
+            seen[0] += 1
+            action(seen[0])
+        return result
+
+    return wrapper
+
+
+def interrupt(times: int) -> Callable[[int], None]:
+    def action(n: int) -> None:
+        if n == 1:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.01)  # let the handler run before the next signal
+
+    return action
+
+
+@db
+def test_ctrl_c_stops_after_the_batch_in_flight() -> None:
+    add_tasks("old", 25, OLD)
+    handler = signal.getsignal(signal.SIGINT)
+
+    with connection.execute_wrapper(on_delete(interrupt(1))), pytest.raises(CommandError) as raised:
+        run("--older-than=1d", "--batch-size=10")
+
+    assert raised.value.returncode == 130
+    assert str(raised.value) == (
+        "Interrupted by SIGINT (stopped between two batches): deleted 10 task results, 0 group results, "
+        "0 chord counters older than 1 day so far. Run the command again to delete the rest."
+    )
+    assert TaskResult.objects.count() == 15
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+@db
+def test_ctrl_c_before_the_first_batch_deletes_nothing() -> None:
+    add_tasks("old", 5, OLD)
+    sent: list[str] = []
+
+    def interrupt_the_first_count(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        result = execute(sql, *args)
+        if "COUNT(" in sql.upper() and not sent:
+            sent.append(sql)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        return result
+
+    with connection.execute_wrapper(interrupt_the_first_count), pytest.raises(CommandError) as raised:
+        call_command(COMMAND, "--older-than=1d", stdout=Terminal())  # a terminal: counts for the progress
+
+    assert raised.value.returncode == 130
+    assert "(stopped between two batches): deleted 0 task results" in str(raised.value)
+    assert TaskResult.objects.count() == 5
+
+
+@db
+def test_a_second_ctrl_c_rolls_the_batch_in_flight_back() -> None:
+    add_tasks("old", 25, OLD)
+
+    with connection.execute_wrapper(on_delete(interrupt(2))), pytest.raises(CommandError) as raised:
+        run("--older-than=1d", "--batch-size=10")
+
+    assert raised.value.returncode == 130
+    assert "(the batch in flight was rolled back): deleted 0 task results" in str(raised.value)
+    assert TaskResult.objects.count() == 25
+
+
+@db
+def test_a_database_error_reports_what_was_deleted() -> None:
+    add_tasks("old", 25, OLD)
+
+    def fail_second(n: int) -> None:
+        if n == 2:
+            raise DatabaseError("disk full")
+
+    with connection.execute_wrapper(on_delete(fail_second)), pytest.raises(CommandError) as raised:
+        run("--older-than=1d", "--batch-size=10")
+
+    assert raised.value.returncode == 1
+    assert str(raised.value) == (
+        "Failed after deleting 10 task results, 0 group results, 0 chord counters older than 1 day: disk full"
+    )
+    assert TaskResult.objects.count() == 15
+
+
+# -- a real process: exit status ----------------------------------------------------------------------
+
+RUNNER = """
+import json, os, signal, sys
+from django.conf import settings
+settings.DATABASES["default"].update(json.loads(os.environ["DCR_CLEANUP_DATABASE"]))
+import django
+django.setup()
+from django.core.management import execute_from_command_line
+from django.db import connection
+
+stop = os.environ.get("DCR_CLEANUP_SIGNAL")
+def stop_after_first_delete(execute, sql, params, many, context):
+    result = execute(sql, params, many, context)
+    if stop and sql.lstrip().upper().startswith("DELETE"):
+        os.kill(os.getpid(), getattr(signal, stop))
+    return result
+
+with connection.execute_wrapper(stop_after_first_delete):
+    execute_from_command_line(["manage.py", "celery_results_cleanup", *sys.argv[1:]])
+"""
+
+
+def cleanup_process(*args: str, stop: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command in a fresh interpreter on the test database; ``stop``: a signal sent mid-run."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DCR_CLEANUP_DATABASE": json.dumps(database_settings()),
+        "PYTHONPATH": str(ROOT),
+    }
+    if stop:
+        env["DCR_CLEANUP_SIGNAL"] = stop
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, *args], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@db
+def test_process_exits_zero_when_finished() -> None:
+    add_tasks("old", 3, OLD)
+    kept = add_tasks("fresh", 2, FRESH)
+
+    done = cleanup_process("--older-than=1d")
+
+    assert done.returncode == 0, done.stderr
+    assert summary(done.stdout) == (
+        "Deleted 3 task results, 0 group results, 0 chord counters older than 1 day (? s).\n"
+    )
+    assert remaining()["tasks"] == set(kept)
+
+
+@db
+def test_process_exits_non_zero_on_a_bad_duration() -> None:
+    done = cleanup_process("--older-than=7x")
+    assert done.returncode == 1
+    assert "CommandError: Invalid --older-than '7x'" in done.stderr
+    assert done.stdout == ""
+
+
+@db
+@pytest.mark.parametrize(("stop", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_process_stopped_by_a_signal_exits_128_plus_it(stop: str, status: int) -> None:
+    add_tasks("old", 25, OLD)
+
+    done = cleanup_process("--older-than=1d", "--batch-size=10", stop=stop)
+
+    assert done.returncode == status, done.stderr
+    assert f"Interrupted by {stop} (stopped between two batches): deleted 10 task results" in done.stderr
+    assert TaskResult.objects.count() == 15
+
+
+# -- the backend's cleanup runs the same code ---------------------------------------------------------
+
+
+@db
+def test_backend_cleanup_and_the_command_delete_the_same_rows(
+    celery_app_factory: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs: list[cleanup.Cleanup] = []
+    original = cleanup.Cleanup.delete_batches
+
+    def spy(self: cleanup.Cleanup) -> Any:
+        runs.append(self)
+        return original(self)
+
+    monkeypatch.setattr(cleanup.Cleanup, "delete_batches", spy)
+    backend = celery_app_factory(result_expires=timedelta(days=1)).backend
+
+    rows = mixed()
+    backend.cleanup()
+    by_backend = remaining()
+    for model in (TaskResult, GroupResult, ChordCounter):
+        model.objects.all().delete()
+    mixed()
+    run("--older-than=1d")
+    by_command = remaining()
+
+    assert by_backend == by_command == fresh_only(rows)
+    assert len(runs) == 2
+    assert abs(runs[0].before - runs[1].before) < timedelta(minutes=1)
+    assert runs[0].kinds == runs[1].kinds == cleanup.KINDS
+
+
+@db
+def test_delete_expired_results_returns_counts_per_kind() -> None:
+    mixed()
+    assert cleanup.delete_expired_results(timedelta(days=1), batch_size=4) == {
+        "task results": 15, "group results": 3, "chord counters": 4,
+    }
+
+
+# -- volume --------------------------------------------------------------------------------------------
+
+
+ANALYZE = {"postgresql": "ANALYZE {}", "mysql": "ANALYZE TABLE {}", "sqlite": "ANALYZE {}"}
+#: What each engine's plan says when it reads through the date_done index.
+USES_DATE_DONE_INDEX = {
+    "postgresql": r"Index (Only )?Scan using django_cele_date_do_f59aad_idx",
+    "mysql": r"\bkey\W{1,8}django_cele_date_do_f59aad_idx",  # the key used, not a possible key
+    "sqlite": r"USING (COVERING )?INDEX django_cele_date_do_f59aad_idx",
+}
+
+
+def batch_plan() -> str:
+    """How the database reads the keys of a batch of expired task results (fresh statistics)."""
+    with connection.cursor() as cursor:
+        cursor.execute(ANALYZE[connection.vendor].format(connection.ops.quote_name(TaskResult._meta.db_table)))
+        if connection.vendor == "mysql":
+            cursor.fetchall()
+    rows = cleanup.Cleanup(before=now() - timedelta(days=1)).rows(cleanup.TASKS)
+    options = {"format": "JSON"} if connection.vendor == "mysql" else {}
+    return cleanup.next_batch(rows, "date_done", 1000).explain(**options)
+
+
+@db
+def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    add_tasks("old", 60_000, OLD)
+    add_tasks("fresh", 40_000, FRESH)
+    inserted = time.monotonic()
+
+    assert summary(run("--older-than=1d", "--dry-run")) == (
+        "Would delete 60000 task results, 0 group results, 0 chord counters older than 1 day (? s).\n"
+    )
+    assert TaskResult.objects.count() == 100_000
+    counted = time.monotonic()
+    plan = batch_plan()
+    assert re.search(USES_DATE_DONE_INDEX[connection.vendor], plan), plan
+
+    with CaptureQueriesContext(connection) as captured:
+        out = run("--older-than=1d")
+    deleted = time.monotonic()
+
+    assert summary(out) == (
+        "Deleted 60000 task results, 0 group results, 0 chord counters older than 1 day (? s).\n"
+    )
+    assert TaskResult.objects.count() == 40_000
+    assert not TaskResult.objects.filter(task_id__startswith="old:").exists()
+    assert len(deletes(captured)) == 60
+    # Memory stays bounded by the batch: every read of keys is limited to it.
+    reads = [q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"]]
+    assert reads and all(re.search(r"LIMIT 1000\b", sql) for sql in reads)
+    with capsys.disabled():
+        print(f"\n100k rows on {connection.vendor}: insert {inserted - started:.1f} s, "
+              f"dry run {counted - inserted:.1f} s, delete {deleted - counted:.1f} s")
