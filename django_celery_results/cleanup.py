@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.utils.time import maybe_timedelta
-from django.db import connections, models, router, transaction
-from django.db.models import CharField, F, Func
+from django.db import models, router, transaction
 
+from . import engines
 from .conf import app_settings
 from .models import ChordCounter, GroupResult, TaskResult
 from .utils import now
@@ -105,17 +105,8 @@ class Cleanup:
 
 
 def exactly_one_of(rows: models.QuerySet, field: str, values: tuple[str, ...]) -> models.QuerySet:
-    """The ``rows`` whose ``field`` equals one of ``values`` character for character.
-
-    MySQL and MariaDB compare strings through the column's collation, whose
-    defaults ignore case and trailing spaces: ``status IN ('success')`` would
-    select SUCCESS rows there. Comparing the bytes keeps the filter exact, as
-    it already is on PostgreSQL and SQLite.
-    """
-    if connections[rows.db].vendor != "mysql":
-        return rows.filter(**{f"{field}__in": values})
-    as_bytes = Func(F(field), template="CAST(%(expressions)s AS BINARY)", output_field=CharField())
-    return rows.alias(**{f"{field}_bytes": as_bytes}).filter(**{f"{field}_bytes__in": values})
+    """The ``rows`` whose ``field`` equals one of ``values`` character for character."""
+    return engines.filter_exactly(rows, field, values)
 
 
 def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> Iterator[int]:

@@ -14,6 +14,7 @@ from typing import Any
 from celery import states
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import CharField, F, Func
 
 #: How a new state ranks against the stored one. A write applies only when the
 #: stored state is not SUCCESS and does not rank above the new state, so:
@@ -208,6 +209,20 @@ def result_listener(alias: str) -> Iterator[ResultListener | None]:
         yield listener
     finally:
         listener.close()
+
+
+def filter_exactly(rows: Any, field: str, values: Sequence[str]) -> Any:
+    """``rows`` whose ``field`` equals one of ``values`` character for character.
+
+    MySQL and MariaDB compare strings through the column's collation, whose
+    defaults ignore case and trailing spaces: ``status IN ('success')`` would
+    select SUCCESS rows there. Comparing the bytes keeps the filter exact, as
+    it already is on PostgreSQL and SQLite.
+    """
+    if connections[rows.db].vendor != "mysql":
+        return rows.filter(**{f"{field}__in": list(values)})
+    as_bytes = Func(F(field), template="CAST(%(expressions)s AS BINARY)", output_field=CharField())
+    return rows.alias(**{f"{field}_bytes": as_bytes}).filter(**{f"{field}_bytes__in": list(values)})
 
 
 def isolation_level(connection: BaseDatabaseWrapper) -> str | None:

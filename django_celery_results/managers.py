@@ -115,9 +115,13 @@ class ResultManager(models.Manager[M]):
         return str(settings.DATABASES[self.db]["ENGINE"])
 
     def warn_if_repeatable_read(self) -> None:
-        """Warn (:class:`TxIsolationWarning`) when results are read at REPEATABLE READ."""
-        level = engines.isolation_level(self.connection_for_read())
-        if level == "REPEATABLE-READ":
+        """Warn (:class:`TxIsolationWarning`) when results are read from one snapshot per transaction.
+
+        That is REPEATABLE READ on MySQL/MariaDB, and REPEATABLE READ or
+        SERIALIZABLE on PostgreSQL: a poller inside one transaction never sees
+        the task finish.
+        """
+        if engines.snapshot_isolation_level(self.connection_for_read()) is not None:
             warnings.warn(TxIsolationWarning(W_ISOLATION_REP), stacklevel=2)
 
     def get_all_expired(self, expires: timedelta | float | int) -> ResultQuerySet:

@@ -55,3 +55,17 @@ def _empty_memory_broker() -> Iterator[None]:
     memory.Channel.queues.clear()
     yield
     memory.Channel.queues.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connections_before_teardown(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Close every alias's connection before the test databases are dropped.
+
+    PostgreSQL refuses to drop a database that a connection still uses, and
+    tests that touch extra aliases leave theirs open.
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        connections.close_all()

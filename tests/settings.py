@@ -69,7 +69,61 @@ def database(engine: str, name: str = "test") -> dict[str, Any]:
     }
 
 
-DATABASES = {"default": database(ENGINE)}
+def mirror(engine: str, **options: Any) -> dict[str, Any]:
+    """Another connection to the default test database, with its own session ``options``."""
+    entry = database(engine)
+    entry["OPTIONS"] = {**entry.get("OPTIONS", {}), **options}
+    entry["TEST"] = {"MIRROR": "default"}
+    return entry
+
+
+def other_database(engine: str) -> dict[str, Any]:
+    """A second test database (created only for tests that name the ``other`` alias)."""
+    entry = database(engine)
+    base = os.environ.get("DCR_TEST_DB_NAME", "test_dcr" if engine != "sqlite" else "dcr")
+    if engine == "sqlite":
+        entry["NAME"] = str(BASE_DIR / ".cache" / "tests_other.sqlite3")
+        entry["TEST"] = {"NAME": str(BASE_DIR / ".cache" / f"test_{base}_other.db")}
+    else:
+        entry["TEST"] = {**entry["TEST"], "NAME": f"{base}_other"}
+    return entry
+
+
+def _read_only(engine: str) -> dict[str, Any]:
+    """Session options that make every write through the connection fail."""
+    if engine == "postgresql":
+        return {"options": "-c default_transaction_read_only=on"}
+    if engine == "mysql":
+        return {"init_command": "SET SESSION TRANSACTION READ ONLY"}
+    return {"init_command": "PRAGMA query_only = ON"}
+
+
+def _repeatable_read(engine: str) -> dict[str, Any]:
+    """Session options for REPEATABLE READ (SQLite has no such setting)."""
+    if engine == "postgresql":
+        from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+        return {"isolation_level": IsolationLevel.REPEATABLE_READ}
+    if engine == "mysql":
+        return {"isolation_level": "repeatable read"}
+    return {}
+
+
+DATABASES = {
+    "default": database(ENGINE),
+    # Extra aliases for the routing, visibility and checks tests (tests/routers.py);
+    # a test reaches one only by naming it in ``databases``.
+    # A read replica: the same database through a read-only session.
+    "replica": mirror(ENGINE, **_read_only(ENGINE)),
+    # A plain second connection to the same database.
+    "second": mirror(ENGINE),
+    # A session that truncates over-long values instead of failing (MySQL/MariaDB).
+    "lax": mirror(ENGINE, **({"init_command": "SET sql_mode=''"} if ENGINE == "mysql" else {})),
+    # A session whose transactions read from one snapshot.
+    "repeatable": mirror(ENGINE, **_repeatable_read(ENGINE)),
+    # Results kept in a database of their own.
+    "other": other_database(ENGINE),
+}
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -195,7 +195,9 @@ class DatabaseBackend(BaseDictBackend):
         meta = self.get_task_meta(task_id)
         if meta["status"] in states.READY_STATES:
             return meta
-        alias = router.db_for_read(self.TaskModel)
+        # Notifications are sent where results are written; a hot standby
+        # replica could not LISTEN anyway.
+        alias = router.db_for_write(self.TaskModel)
         with engines.result_listener(alias) as listener:
             # Listening before the next read: a result stored meanwhile is
             # either read or announced.
