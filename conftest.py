@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Any
 
 import pytest
 
@@ -26,12 +28,22 @@ def _server_description() -> str:
         return f"mysql ({kind}) {version.split('-')[0]}"
 
 
+def _database_unblocked(config: pytest.Config) -> Any:
+    """pytest-django blocks database access outside tests; the header may look."""
+    try:
+        from pytest_django.plugin import blocking_manager_key
+    except ImportError:  # pytest-django < 4.7
+        return contextlib.nullcontext()
+    return config.stash[blocking_manager_key].unblock()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     import django
 
     django.setup()
     try:
-        return f"database: {_server_description()}"
+        with _database_unblocked(config):
+            return f"database: {_server_description()}"
     except Exception as exc:
         engine = os.environ.get("DCR_TEST_DB", "sqlite")
         raise pytest.UsageError(

@@ -15,8 +15,8 @@ from celery.utils.time import maybe_timedelta
 from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Value
-from django.db.models.functions import Coalesce, Concat
+from django.db.models import Case, Value, When
+from django.db.models.functions import Coalesce, Concat, Greatest, Length, Replace, Substr
 
 from . import engines
 from .conf import app_settings
@@ -316,26 +316,30 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
         )
 
     def resize(self, group_id: str, size: int) -> None:
-        """Set the number of parts, counting what already finished (``set_chord_size``)."""
-        alias = router.db_for_write(self.model)
-        with transaction.atomic(using=alias):
-            counter = self._rows().select_for_update().filter(group_id=group_id).first()
-            if counter is None:
-                return
-            finished = len([p for p in (counter.counted_parts or "").split("|") if p])
-            counter.count = max(size - finished, 0)
-            counter.save(update_fields=["count"], using=alias)
+        """Set the number of parts, counting what already finished (``set_chord_size``).
+
+        One UPDATE: the parts counted so far are the ``|`` separators in
+        ``counted_parts`` less one, so no read-then-write can race a worker.
+        """
+        text = models.TextField()
+        counted = Coalesce("counted_parts", Value("|", output_field=text))
+        finished = Length(counted) - Length(Replace(counted, Value("|", output_field=text))) - 1
+        self._rows().filter(group_id=group_id).update(
+            count=Greatest(Value(size) - finished, Value(0)),
+        )
 
     def add_part(self, group_id: str, part: Any) -> None:
-        """One more part to wait for (``add_to_chord``)."""
-        alias = router.db_for_write(self.model)
-        with transaction.atomic(using=alias):
-            counter = self._rows().select_for_update().filter(group_id=group_id).first()
-            if counter is None:
-                return
-            counter.sub_tasks = json.dumps([*json.loads(counter.sub_tasks), part])
-            counter.count += 1
-            counter.save(update_fields=["sub_tasks", "count"], using=alias)
+        """One more part to wait for (``add_to_chord``), in one UPDATE."""
+        text = models.TextField()
+        item = Value(json.dumps(part), output_field=text)
+        body = Substr("sub_tasks", 1, Length("sub_tasks") - 1, output_field=text)
+        appended = Case(
+            When(sub_tasks="[]", then=Concat(Value("[", output_field=text), item, Value("]"),
+                                             output_field=text)),
+            default=Concat(body, Value(", ", output_field=text), item, Value("]"), output_field=text),
+            output_field=text,
+        )
+        self._rows().filter(group_id=group_id).update(count=models.F("count") + 1, sub_tasks=appended)
 
     def part_done(self, group_id: str, task_id: str) -> PartOutcome:
         """Count one finished part of ``group_id``'s header, once per part id.

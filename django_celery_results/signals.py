@@ -35,8 +35,8 @@ def store_pending_on_publish(
     # Task protocol 2 keeps the task's identity in the headers; protocol 1 in the body.
     info = headers if headers and "id" in headers else (body if isinstance(body, dict) else {})
     task_id = info.get("id")
-    if not task_id:
-        return
+    if not task_id or info.get("ignore_result"):
+        return  # a task whose result is never stored would stay PENDING for good
     request = SimpleNamespace(
         task=info.get("task", sender),
         argsrepr=info.get("argsrepr"),

@@ -11,15 +11,13 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from celery import states
+from celery import current_app, states
 from celery.result import AsyncResult, GroupResult
 from celery.utils import get_full_cls_name
 from django.http import HttpRequest, JsonResponse
 from kombu.utils.encoding import safe_repr
 
 from .conf import app_settings
-from .models import GroupResult as GroupResultModel
-from .models import TaskResult
 
 View = Callable[..., JsonResponse]
 
@@ -45,6 +43,14 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _task_known(task_id: str) -> bool:
+    """Whether the configured result backend (django-db or django-cache) holds ``task_id``."""
+    backend = current_app.backend
+    if hasattr(backend, "task_result_exists"):
+        return bool(backend.task_result_exists(task_id))
+    return backend.get_task_meta(task_id)["status"] != states.PENDING  # Celery < 5.7
+
+
 def _not_found(kind: str, ident: str) -> JsonResponse:
     return JsonResponse({"error": f"unknown {kind} id", "id": ident}, status=404)
 
@@ -56,7 +62,7 @@ def _may_see_tracebacks(request: HttpRequest) -> bool:
 @results_access
 def is_task_successful(request: HttpRequest, task_id: str) -> JsonResponse:
     """``{"task": {"id": ..., "executed": bool}}``."""
-    if not TaskResult.objects.filter(task_id=task_id).exists():
+    if not _task_known(task_id):
         return _not_found("task", task_id)
     return JsonResponse({"task": {"id": task_id, "executed": AsyncResult(task_id).successful()}})
 
@@ -64,7 +70,7 @@ def is_task_successful(request: HttpRequest, task_id: str) -> JsonResponse:
 @results_access
 def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
     """``{"task": {"id", "status", "result"}}``, plus ``exc`` (and ``traceback`` for staff) on failure."""
-    if not TaskResult.objects.filter(task_id=task_id).exists():
+    if not _task_known(task_id):
         return _not_found("task", task_id)
     result = AsyncResult(task_id)
     state, value = result.state, result.result
@@ -78,8 +84,6 @@ def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
 
 
 def _restore(group_id: str) -> GroupResult | None:
-    if not GroupResultModel.objects.filter(group_id=group_id).exists():
-        return None
     return GroupResult.restore(group_id)
 
 

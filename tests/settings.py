@@ -18,6 +18,8 @@ if ENGINE not in ENGINES:
     raise RuntimeError(f"DCR_TEST_DB must be one of {', '.join(ENGINES)}; got {ENGINE!r}")
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# SQLite files (and other scratch state) live here; a fresh clone has no such folder.
+(BASE_DIR / ".cache").mkdir(exist_ok=True)
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True

@@ -69,3 +69,9 @@ def test_other_backends_are_left_alone(celery_app_factory: Any) -> None:
     finally:
         previous.set_current()
     assert not TaskResult.objects.filter(task_id=result.id).exists()
+
+
+def test_tasks_that_ignore_their_result_get_no_row(current: Any) -> None:
+    with override_settings(DJANGO_CELERY_RESULTS=ON):
+        result = current.tasks["proj.tasks.add"].apply_async((1, 2), ignore_result=True)
+    assert not TaskResult.objects.filter(task_id=result.id).exists()

@@ -21,30 +21,38 @@ def _wrapped(cause: Exception, wrapper: type[Exception] = OperationalError) -> E
 
 def _driver_errors() -> tuple[list[Exception], list[Exception]]:
     """(transient, permanent) errors as each installed driver raises them."""
+    import importlib.util
+
     transient: list[Exception] = []
     permanent: list[Exception] = [DataError("value too long"), IntegrityError("duplicate key"),
                                   ValueError("not a database error")]
-    import psycopg
+    if importlib.util.find_spec("psycopg"):
+        import psycopg
 
-    transient += [_wrapped(e) for e in (
-        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
-        psycopg.errors.SerializationFailure("could not serialize access"),
-        psycopg.errors.DeadlockDetected("deadlock detected"),
-        psycopg.OperationalError("server closed the connection unexpectedly"),
-    )]
-    permanent += [_wrapped(psycopg.errors.StringDataRightTruncation("too long"), DataError),
-                  _wrapped(psycopg.errors.UniqueViolation("duplicate"), IntegrityError)]
-    import psycopg2
-    import psycopg2.errors
+        transient += [_wrapped(e) for e in (
+            psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+            psycopg.errors.SerializationFailure("could not serialize access"),
+            psycopg.errors.DeadlockDetected("deadlock detected"),
+            psycopg.OperationalError("server closed the connection unexpectedly"),
+        )]
+        permanent += [_wrapped(psycopg.errors.StringDataRightTruncation("too long"), DataError),
+                      _wrapped(psycopg.errors.UniqueViolation("duplicate"), IntegrityError)]
+    if importlib.util.find_spec("psycopg2"):
+        import psycopg2
 
-    transient += [_wrapped(psycopg2.OperationalError("server closed the connection unexpectedly")),
-                  _wrapped(psycopg2.InterfaceError("connection already closed"))]
-    import MySQLdb
+        transient += [_wrapped(psycopg2.OperationalError("server closed the connection unexpectedly")),
+                      _wrapped(psycopg2.InterfaceError("connection already closed"))]
+    if importlib.util.find_spec("MySQLdb"):
+        import MySQLdb
 
-    transient += [_wrapped(MySQLdb.OperationalError(code, "lost")) for code in (2006, 2013, 1213, 4031)]
-    permanent += [_wrapped(MySQLdb.DataError(1406, "Data too long for column"), DataError),
-                  _wrapped(MySQLdb.IntegrityError(1062, "Duplicate entry"), IntegrityError),
-                  _wrapped(MySQLdb.OperationalError(1054, "Unknown column"))]
+        transient += [_wrapped(MySQLdb.OperationalError(code, "lost")) for code in (2006, 2013, 1213, 4031)]
+        permanent += [_wrapped(MySQLdb.DataError(1406, "Data too long for column"), DataError),
+                      _wrapped(MySQLdb.IntegrityError(1062, "Duplicate entry"), IntegrityError),
+                      _wrapped(MySQLdb.OperationalError(1054, "Unknown column"))]
+    import sqlite3
+
+    transient.append(_wrapped(sqlite3.OperationalError("database is locked")))
+    permanent.append(_wrapped(sqlite3.OperationalError("no such table: x")))
     return transient, permanent
 
 

@@ -124,3 +124,20 @@ def test_group_views(staff_client: Client, celery_default: Any) -> None:
     assert status["results"][0] == {"id": "m1", "result": 1, "status": states.SUCCESS}
     assert status["results"][1]["status"] == states.FAILURE
     assert "KeyError" in status["results"][1]["result"]
+
+
+def test_views_work_with_the_cache_backend(user_client: Client, celery_app_factory: Any) -> None:
+    app = celery_app_factory("django-cache")
+    previous = current_app._get_current_object()
+    app.set_current()
+    try:
+        app.backend.mark_as_done("cached", 5)
+        GroupResult("cached-group", [AsyncResult("cached")], app=app).save(backend=app.backend)
+        task = user_client.get(reverse("celery-task_status", args=["cached"]))
+        group = user_client.get(reverse("celery-is_group_successful", args=["cached-group"]))
+        missing = user_client.get(reverse("celery-task_status", args=["not-cached"]))
+    finally:
+        previous.set_current()
+    assert task.json() == {"task": {"id": "cached", "status": states.SUCCESS, "result": 5}}
+    assert group.json()["group"]["results"] == [{"id": "cached", "executed": True}]
+    assert missing.status_code == 404

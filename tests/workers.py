@@ -1,0 +1,250 @@
+"""Real ``celery worker`` processes for tests, storing results in the *test* database.
+
+A worker started here runs ``celery -A tests.workers worker`` with Django
+settings :mod:`tests.worker_settings`, which take the database connection
+from the test process (``connection.settings_dict`` after pytest-django has
+created the test database: ``test_<name>`` or the ``TEST["NAME"]`` file), so
+the worker writes exactly where the test reads. The broker is kombu's
+``filesystem://`` transport in a temporary folder: no server needed.
+
+Use :func:`running_worker` as a context manager (the worker is stopped on
+exit, also when the body raises), or :class:`Worker` directly::
+
+    with running_worker(tmp_path, backend="django-db") as worker:
+        assert worker.tasks.add.delay(2, 3).get(timeout=30) == 5
+
+Tests using it need ``@pytest.mark.django_db(transaction=True)``: the worker
+only sees committed rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Environment of the worker process, read by this module and tests.worker_settings.
+ENV_BROKER_DIR = "DCR_WORKER_BROKER_DIR"
+ENV_BACKEND = "DCR_WORKER_BACKEND"
+ENV_DATABASE = "DCR_WORKER_DATABASE"
+ENV_CACHE_DIR = "DCR_WORKER_CACHE_DIR"
+
+#: The Django cache alias worker and tests share for ``django-cache`` (a FileBasedCache).
+SHARED_CACHE = "worker_shared"
+
+#: Keys of ``connection.settings_dict`` the worker needs to reach the same database.
+DATABASE_KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "TIME_ZONE")
+
+
+def broker_options(broker_dir: Path) -> dict[str, Any]:
+    """kombu filesystem transport options: producer and worker share one folder."""
+    return {
+        "data_folder_in": str(broker_dir / "queue"),
+        "data_folder_out": str(broker_dir / "queue"),
+        "control_folder": str(broker_dir / "control"),
+        "processed_folder": str(broker_dir / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+
+
+def shared_cache(cache_dir: Path) -> dict[str, Any]:
+    """The ``CACHES`` entry both processes use for ``django-cache``."""
+    return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(cache_dir)}
+
+
+def make_app(name: str, backend: str, broker_dir: Path, **conf: Any) -> Celery:
+    """A Celery app on the filesystem broker in ``broker_dir`` with the test tasks registered."""
+    app = Celery(name, set_as_current=False)
+    app.conf.update(
+        broker_url="filesystem://",
+        broker_transport_options=broker_options(broker_dir),
+        broker_connection_retry_on_startup=True,
+        result_backend=backend,
+        result_extended=True,
+        task_track_started=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        cache_backend=SHARED_CACHE if backend == "django-cache" else None,
+        result_chord_join_timeout=30,
+        **conf,
+    )
+    register_tasks(app)
+    return app
+
+
+class Tasks:
+    """The tasks of one app, by attribute: ``tasks.add``, ``tasks.fail``, ``tasks.total``."""
+
+    def __init__(self, app: Celery) -> None:
+        self.add = app.tasks["tests.workers.add"]
+        self.fail = app.tasks["tests.workers.fail"]
+        self.total = app.tasks["tests.workers.total"]
+
+
+def register_tasks(app: Celery) -> None:
+    """Define the test tasks on ``app``, under names that are the same in every process."""
+
+    @app.task(name="tests.workers.add", shared=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="tests.workers.fail", shared=False)
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    @app.task(name="tests.workers.total", shared=False)
+    def total(numbers: list[int]) -> int:
+        return sum(numbers)
+
+
+def _worker_app_from_env() -> Celery:
+    """The app ``celery -A tests.workers worker`` runs, configured by the starting test."""
+    broker_dir = Path(os.environ.get(ENV_BROKER_DIR, ROOT / ".cache" / "worker-broker"))
+    return make_app("tests-worker", os.environ.get(ENV_BACKEND, "django-db"), broker_dir)
+
+
+# The module attribute the celery command looks for. Building it does not
+# touch Django, the broker or the backend: all of that is lazy.
+app = _worker_app_from_env()
+
+
+@dataclass
+class Worker:
+    """One ``celery worker`` subprocess and a client app talking to it."""
+
+    directory: Path
+    backend: str = "django-db"
+    pool: str = "prefork"
+    concurrency: int = 2
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.hostname = f"dcr-test-{uuid.uuid4().hex[:8]}@%h"
+        self.broker_dir = self.directory / "broker"
+        self.cache_dir = self.directory / "cache"
+        self.log_path = self.directory / "worker.log"
+        self.app = make_app("tests-client", self.backend, self.broker_dir)
+        self.tasks = Tasks(self.app)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        from django.db import connection
+
+        settings_dict = connection.settings_dict
+        name = str(settings_dict["NAME"])
+        in_memory = not name or ":memory:" in name or "mode=memory" in name
+        if settings_dict["ENGINE"].endswith("sqlite3") and in_memory:
+            raise RuntimeError("a worker cannot share an in-memory SQLite database; use a file TEST NAME")
+        database = {key: settings_dict.get(key) for key in DATABASE_KEYS}
+        env = dict(os.environ)
+        env.update({
+            "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
+            ENV_BROKER_DIR: str(self.broker_dir),
+            ENV_BACKEND: self.backend,
+            ENV_DATABASE: json.dumps(database, default=str),
+            ENV_CACHE_DIR: str(self.cache_dir),
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def start(self, timeout: float = 60) -> None:
+        for name in ("queue", "control", "processed"):
+            (self.broker_dir / name).mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "celery", "-A", "tests.workers", "worker",
+            "--pool", self.pool, "--concurrency", str(self.concurrency),
+            "--loglevel", "INFO", "--hostname", self.hostname,
+            "--without-mingle", "--without-gossip",
+        ]
+        with self.log_path.open("wb") as log:
+            # Its own session: the pool processes can be killed as one group.
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if " ready." in self.log():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the worker was not ready after {timeout:.0f}s\n{self.log_tail()}")
+
+    def stop(self, grace: float = 15) -> None:
+        """Warm shutdown (SIGTERM); SIGKILL to the worker's process group after ``grace`` seconds."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=grace)
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # pool processes left behind, if any
+        process.wait()
+
+    # -- inspection ----------------------------------------------------------
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "--- worker log (tail) ---\n" + "\n".join(self.log().splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.process is None:
+            raise RuntimeError("the worker was not started")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the worker exited with status {self.process.returncode}\n{self.log_tail()}")
+
+    def wait(self, result: AsyncResult, timeout: float = 30) -> AsyncResult:
+        """Wait until ``result`` is ready; fail early, with the worker's log, if the worker died."""
+        deadline = time.monotonic() + timeout
+        while not result.ready():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{result.id} not ready after {timeout:.0f}s\n{self.log_tail()}")
+            time.sleep(0.05)
+        return result
+
+
+@contextmanager
+def running_worker(directory: Path, backend: str = "django-db", **options: Any) -> Iterator[Worker]:
+    """Start a worker in ``directory`` (broker, cache and log live there); always stop it."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    worker = Worker(Path(directory), backend, **options)
+    # The test process reads the same FileBasedCache as the worker.
+    caches = override_settings(CACHES={**settings.CACHES, SHARED_CACHE: shared_cache(worker.cache_dir)})
+    caches.enable()
+    try:
+        worker.start()
+        yield worker
+    finally:
+        try:
+            worker.stop()
+        finally:
+            worker.app.close()
+            caches.disable()
