@@ -254,7 +254,8 @@ _PG_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"
 _MYSQL_TRANSIENT_CODES = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213, 1053, 1927, 4031})
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
+def error_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then its causes (``__cause__``, else ``__context__``), innermost last."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -290,7 +291,7 @@ def is_transient_error(exc: BaseException) -> bool:
     Looks through Django's wrappers at the driver's exception. Data errors,
     integrity errors and programming errors are never transient.
     """
-    return any(_is_transient_one(e) for e in _causes(exc))
+    return any(_is_transient_one(e) for e in error_chain(exc))
 
 
 def prepared(connection: BaseDatabaseWrapper, model: Any, values: Mapping[str, Any]) -> list[Any]:

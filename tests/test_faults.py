@@ -44,6 +44,7 @@ from typing import Any
 
 import pytest
 
+from django_celery_results.engines import error_chain
 from tests.disposable import DisposableServer, disposable_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,18 +80,9 @@ ENGINES = [
 # -- In the storing processes ---------------------------------------------------
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def describe(exc: BaseException) -> str:
     """``Outer <- driver.Error [code]: message``: the error raised and its innermost cause."""
-    chain = list(_causes(exc))
+    chain = list(error_chain(exc))
     inner = chain[-1]
     code = getattr(inner, "sqlstate", None)
     if code is None and inner.args and isinstance(inner.args[0], int):
