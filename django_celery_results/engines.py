@@ -225,6 +225,17 @@ def filter_exactly(rows: Any, field: str, values: Sequence[str]) -> Any:
     return rows.alias(**{f"{field}_bytes": as_bytes}).filter(**{f"{field}_bytes__in": list(values)})
 
 
+def can_write_beside_a_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a second connection may write while ``connection`` holds an open transaction.
+
+    Row-locking engines can. SQLite has one writer at a time: a second
+    connection would wait for the surrounding transaction and time out. There
+    the surrounding transaction also holds back every worker's write until it
+    commits, so what it writes is visible before any worker can need it.
+    """
+    return connection.vendor != "sqlite"
+
+
 def isolation_level(connection: BaseDatabaseWrapper) -> str | None:
     """The session's transaction isolation level, for MySQL/MariaDB; ``None`` elsewhere.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -138,6 +139,33 @@ class ResultManager(models.Manager[M]):
     ) -> int:
         """Delete rows older than ``expires`` in short batches; return how many went."""
         return delete_in_batches(self.get_all_expired(expires), batch_size)
+
+
+def outside_transaction(alias: str, write: Callable[[], Any]) -> Any:
+    """Run ``write`` so that it commits at once, even inside the caller's transaction.
+
+    Inside an atomic block the write runs in a short-lived thread, which has
+    its own (autocommit) connection to ``alias``, closed afterwards.
+    """
+    connection = connections[alias]
+    if not connection.in_atomic_block or not engines.can_write_beside_a_transaction(connection):
+        return write()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = write()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+        finally:
+            connections[alias].close()
+
+    thread = threading.Thread(target=run, name="django_celery_results-write")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def delete_in_batches(queryset: models.QuerySet, batch_size: int | None = None) -> int:
@@ -304,16 +332,21 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
     _rows = for_write
 
     def start(self, group_id: str, sub_tasks: str, count: int) -> None:
-        """Create the counter of a chord, or reset it when the group id is applied again."""
+        """Create the counter of a chord, or reset it when the group id is applied again.
+
+        Celery sends the header tasks right after this; when the caller is in a
+        transaction (a view under ``ATOMIC_REQUESTS``, say), the counter is
+        written and committed on a connection of its own, so the header tasks
+        find it however long the caller's transaction lasts.
+        """
         check_lengths(self.model, {"group_id": group_id})
         alias = router.db_for_write(self.model)
         row = {
             "group_id": group_id, "sub_tasks": sub_tasks, "count": count, "counted_parts": "|",
             "date_created": now(),
         }
-        engines.upsert_row(
-            self.model, alias, row, "group_id", ["sub_tasks", "count", "counted_parts", "date_created"],
-        )
+        updated = ["sub_tasks", "count", "counted_parts", "date_created"]
+        outside_transaction(alias, lambda: engines.upsert_row(self.model, alias, row, "group_id", updated))
 
     def resize(self, group_id: str, size: int) -> None:
         """Set the number of parts, counting what already finished (``set_chord_size``).

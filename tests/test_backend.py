@@ -394,3 +394,26 @@ def test_a_result_the_serializer_cannot_encode_is_a_clear_error(backend: Databas
     with pytest.raises(EncodeError, match="not JSON serializable"):
         backend.mark_as_done("bad-result", object())
     assert not TaskResult.objects.filter(task_id="bad-result").exists()
+
+
+@pytest.mark.engine("postgresql", "mysql")
+def test_chord_counter_is_visible_before_the_callers_transaction_commits(app: Any) -> None:
+    from django.db import connections, transaction
+
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    group_id, parts = _chord_parts(app, 2)
+    other = connections.create_connection("default")
+    try:
+        with transaction.atomic():
+            TaskResult.objects.store_result("application/json", "utf-8", "in-tx", "1", states.SUCCESS)
+            app.backend.apply_chord((group_id, parts), callback)
+            # A worker's connection: sees the counter, not the caller's uncommitted row.
+            with other.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count FROM django_celery_results_chordcounter WHERE group_id = %s", [group_id]
+                )
+                assert [tuple(row) for row in cursor.fetchall()] == [(2,)]
+                cursor.execute("SELECT 1 FROM django_celery_results_taskresult WHERE task_id = 'in-tx'")
+                assert list(cursor.fetchall()) == []
+    finally:
+        other.close()
