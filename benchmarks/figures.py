@@ -1,0 +1,622 @@
+"""The figures: each measures ours beside the floor and says whether its target is met."""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from celery import Celery, states
+from celery import uuid as new_id
+from celery.result import GroupResult
+from celery.signals import after_task_publish
+from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test.utils import CaptureQueriesContext
+
+from . import children, floor
+from .harness import Children, run_in_process, run_in_processes
+from .measure import Paired, ms, paired, percentile
+
+MIB = 2**20
+#: The chord callback's task name (never registered: the callback is only published).
+CALLBACK = "bench.tasks.chord_callback"
+#: Our time per write may be this many times the floor's.
+WRITE_RATIO_TARGET = 1.3
+#: A 10 MB result may cost this many times its size in memory, to store or to read.
+MEMORY_MULTIPLE_TARGET = 5.0
+#: p50 latency targets in ms.
+LATENCY_TARGET_MS = {"postgresql": 20.0, "mysql": 60.0, "sqlite": 60.0}
+#: Peak memory allowed to a cleanup of a million rows.
+CLEANUP_MEMORY_TARGET = 100 * MIB
+MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each figure does (``--quick`` shrinks the slow ones)."""
+
+    calls: int
+    group: int
+    group_repeats: int
+    chord_parts: int
+    cleanup_rows: int
+    latency_samples: int
+    memory_size: int
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(3000, 200, 30, 500, 200_000, 50, 10 * MIB)
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(400, 200, 5, 500, 20_000, 15, 10 * MIB)
+
+
+@dataclass
+class Figure:
+    """One line of the report."""
+
+    name: str
+    unit: str
+    ours: float | None
+    floor: float | None = None
+    ratio: float | None = None
+    #: Upstream 2.6.0's time over the floor's, measured the same way in its own process.
+    upstream_ratio: float | None = None
+    statements: str = ""
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Bench:
+    """What every figure needs: the engine, the sizes, a Celery app and the connection."""
+
+    engine: str
+    sizes: Sizes
+    app: Celery
+    #: Ids of SUCCESS rows written by ``store_new``, read again by ``get_meta``.
+    stored_ids: list[str] = field(default_factory=list)
+
+    @property
+    def backend(self) -> Any:
+        return self.app.backend
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connection
+
+
+def count_statements(action: Callable[[], object]) -> int:
+    """SQL statements ``action`` sent through the default connection."""
+    with CaptureQueriesContext(connection) as queries:
+        action()
+    return len(queries.captured_queries)
+
+
+def _write_figure(name: str, result: Paired, statements: dict[str, int], same: bool) -> Figure:
+    """A write figure: ``statements`` per kind of ``store_result`` call; 1 each is the target."""
+    one_each = all(n == 1 for n in statements.values())
+    return Figure(
+        name=name,
+        unit="ms/call",
+        ours=ms(result.ours_median),
+        floor=ms(result.floor_median),
+        ratio=round(result.ratio, 2),
+        statements=", ".join(f"{n} per {kind}" for kind, n in statements.items()),
+        target=f"1 statement, <= {WRITE_RATIO_TARGET}x floor",
+        met=one_each and result.ratio <= WRITE_RATIO_TARGET,
+        note="" if same else "the floor's row differs from ours",
+        details={
+            "ours_p90_ms": ms(percentile(result.ours, 0.9)),
+            "floor_p90_ms": ms(percentile(result.floor, 0.9)),
+            "calls": len(result.ours),
+            "floor_writes_same_values": same,
+        },
+    )
+
+
+def _same_row(ours_id: str, floor_id: str) -> bool:
+    """Whether the floor wrote the same values as we did (ids and timestamps aside)."""
+    columns = ", ".join([*floor.COMPARED, "date_started"])
+    rows = []
+    with connection.cursor() as cursor:
+        for task_id in (ours_id, floor_id):
+            cursor.execute(f"SELECT {columns} FROM {floor.TASK_TABLE} WHERE task_id = %s", [task_id])
+            row = cursor.fetchone()
+            rows.append(None if row is None else (*row[:-1], row[-1] is None))
+    return rows[0] is not None and rows[0] == rows[1]
+
+
+# -- writes ----------------------------------------------------------------------
+
+
+def store_new(bench: Bench) -> Figure:
+    """SUCCESS stored for ids never seen: ``backend.store_result`` against one INSERT each."""
+    n = bench.sizes.calls
+    ours_ids = [new_id() for _ in range(n + 10)]
+    floor_ids = [new_id() for _ in range(n + 10)]
+    # A worker has the request already; the floor builds its row values inside the timing.
+    requests = [floor.request(task_id, i) for i, task_id in enumerate(ours_ids)]
+
+    def ours(i: int) -> None:
+        bench.backend.store_result(ours_ids[i], floor.result_value(i), states.SUCCESS, request=requests[i])
+
+    def hand(i: int) -> None:
+        floor.write(connection, floor_ids[i], states.SUCCESS, floor.result_value(i), i)
+
+    result = paired(ours, hand, n)
+    fresh = new_id()
+    statements = count_statements(
+        lambda: bench.backend.store_result(fresh, 1, states.SUCCESS, request=floor.request(fresh, 1))
+    )
+    bench.stored_ids = ours_ids[:n]
+    return _write_figure(
+        "store_new", result, {"new SUCCESS": statements}, _same_row(ours_ids[0], floor_ids[0]),
+    )
+
+
+def lifecycle(bench: Bench) -> Figure:
+    """STARTED then SUCCESS per id (a worker with ``task_track_started``): two writes per id."""
+    n = max(bench.sizes.calls // 2, 1)
+    ours_ids = [new_id() for _ in range(n + 10)]
+    floor_ids = [new_id() for _ in range(n + 10)]
+    requests = [floor.request(task_id, i) for i, task_id in enumerate(ours_ids)]
+
+    def ours(i: int) -> None:
+        task_id, request = ours_ids[i], requests[i]
+        bench.backend.store_result(task_id, floor.STARTED_META, states.STARTED, request=request)
+        bench.backend.mark_as_done(task_id, floor.result_value(i), request=request)
+
+    def hand(i: int) -> None:
+        floor.write(connection, floor_ids[i], states.STARTED, floor.STARTED_META, i)
+        floor.write(connection, floor_ids[i], states.SUCCESS, floor.result_value(i), i)
+
+    result = paired(ours, hand, n)
+    # Two calls per id: report the time per call.
+    result = result.scaled(0.5)
+    fresh = new_id()
+    request = floor.request(fresh, 1)
+    started = count_statements(
+        lambda: bench.backend.store_result(fresh, floor.STARTED_META, states.STARTED, request=request)
+    )
+    done = count_statements(lambda: bench.backend.mark_as_done(fresh, 1, request=request))
+    return _write_figure(
+        "lifecycle", result, {"STARTED": started, "SUCCESS": done}, _same_row(ours_ids[0], floor_ids[0]),
+    )
+
+
+# -- reads -----------------------------------------------------------------------
+
+
+def get_meta(bench: Bench) -> Figure:
+    """``backend.get_task_meta`` of a stored SUCCESS against one SELECT (and decoding the result)."""
+    ids = bench.stored_ids
+    if not ids:
+        ids = [new_id() for _ in range(100)]
+        for i, task_id in enumerate(ids):
+            bench.backend.mark_as_done(task_id, floor.result_value(i), request=floor.request(task_id, i))
+
+    def ours(i: int) -> None:
+        bench.backend.get_task_meta(ids[i % len(ids)], cache=False)
+
+    def hand(i: int) -> None:
+        floor.read(connection, ids[i % len(ids)])
+
+    result = paired(ours, hand, bench.sizes.calls)
+    queries = count_statements(lambda: bench.backend.get_task_meta(ids[0], cache=False))
+    return Figure(
+        name="get_meta",
+        unit="ms/call",
+        ours=ms(result.ours_median),
+        floor=ms(result.floor_median),
+        ratio=round(result.ratio, 2),
+        statements=f"{queries} per call",
+        target="1 query",
+        met=queries == 1,
+    )
+
+
+def group_join(bench: Bench) -> list[Figure]:
+    """A group of finished tasks: ``join_native`` (one poll) and ``join`` (a get per member)."""
+    size, repeats = bench.sizes.group, bench.sizes.group_repeats
+    ids = [new_id() for _ in range(size)]
+    for i, task_id in enumerate(ids):
+        bench.backend.mark_as_done(task_id, floor.result_value(i), request=floor.request(task_id, i))
+    expected = [floor.result_value(i) for i in range(size)]
+
+    def group() -> GroupResult:
+        return GroupResult(new_id(), [bench.app.AsyncResult(t) for t in ids], app=bench.app)
+
+    groups = [group() for _ in range(repeats + 5)]
+    plain_groups = [group() for _ in range(repeats + 5)]
+
+    def native(i: int) -> None:
+        if groups[i].join_native(timeout=30) != expected:
+            raise AssertionError("join_native returned other values")
+
+    def plain(i: int) -> None:
+        if plain_groups[i].join(timeout=30) != expected:
+            raise AssertionError("join returned other values")
+
+    def hand(i: int) -> None:
+        if len(floor.read_ready(connection, ids)) != size:
+            raise AssertionError("the floor did not find every task")
+
+    result = paired(native, hand, repeats)
+    polls = [1]
+
+    def poll_counted() -> None:
+        group().join_native(timeout=30, on_interval=lambda: polls.append(1))
+
+    native_queries = count_statements(poll_counted)
+    per_poll = native_queries / len(polls)
+    plain_result = paired(plain, hand, repeats)
+    plain_queries = count_statements(lambda: group().join(timeout=30))
+    return [
+        Figure(
+            name="group_join_native",
+            unit=f"ms/join of {size}",
+            ours=ms(result.ours_median),
+            floor=ms(result.floor_median),
+            ratio=round(result.ratio, 2),
+            statements=f"{per_poll:g} per poll ({len(polls)} poll{'s' if len(polls) > 1 else ''})",
+            target="<= 2 queries per poll",
+            met=per_poll <= 2,
+        ),
+        Figure(
+            name="group_join",
+            unit=f"ms/join of {size}",
+            ours=ms(plain_result.ours_median),
+            floor=ms(plain_result.floor_median),
+            ratio=round(plain_result.ratio, 2),
+            statements=f"{plain_queries} per join (1 per member)",
+            target="(reference: GroupResult.join polls each member)",
+        ),
+    ]
+
+
+# -- chords ------------------------------------------------------------------------
+
+
+def _start_chord(bench: Bench, parts: int) -> tuple[str, list[str], dict[str, Any]]:
+    """Apply a chord of ``parts`` header tasks as Celery does; return its id, part ids and body."""
+    group_id = new_id()
+    part_ids = [new_id() for _ in range(parts)]
+    body = bench.app.signature(CALLBACK)
+    body["chord_size"] = parts
+    bench.backend.apply_chord((group_id, [bench.app.AsyncResult(p) for p in part_ids]), body)
+    return group_id, part_ids, dict(body)
+
+
+def _counter_state(group_id: str) -> tuple[int, int]:
+    """``(count, parts counted)`` of a chord's counter row."""
+    from django_celery_results.models import ChordCounter
+
+    counter = ChordCounter.objects.get(group_id=group_id)
+    counted = {p for p in (counter.counted_parts or "").split("|") if p}
+    return counter.count, len(counted)
+
+
+class PublishCounter:
+    """Counts the chord callbacks this process publishes (Celery's ``after_task_publish``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        after_task_publish.connect(self._seen, weak=False)
+
+    def _seen(self, sender: str | None = None, **kwargs: Any) -> None:
+        if sender == CALLBACK:
+            self.count += 1
+
+    def close(self) -> None:
+        after_task_publish.disconnect(self._seen)
+
+
+def chord(bench: Bench) -> list[Figure]:
+    """Chord parts through ``on_chord_part_return``: per part in one process, then 1 vs 4 processes."""
+    n = bench.sizes.chord_parts
+    published = PublishCounter()
+    try:
+        # A small chord first: warms up, and counts the statements of a part and of the last part.
+        group_id, part_ids, body = _start_chord(bench, 3)
+        requests = [floor.request(p, i, group=group_id, chord=body) for i, p in enumerate(part_ids)]
+        for i, request in enumerate(requests):
+            bench.backend.store_result(request.id, i, states.SUCCESS, request=request)
+        def part(i: int) -> None:
+            bench.backend.on_chord_part_return(requests[i], states.SUCCESS, i)
+
+        per_part = count_statements(lambda: part(0))
+        part(1)
+        last_part = count_statements(lambda: part(2))
+        published.count = 0
+
+        group_id, part_ids, body = _start_chord(bench, n)
+        requests = [floor.request(p, i, group=group_id, chord=body) for i, p in enumerate(part_ids)]
+        for i, request in enumerate(requests):
+            bench.backend.store_result(request.id, i, states.SUCCESS, request=request)
+        floor_group = new_id()
+        qn = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {qn(floor.CHORD_TABLE)} ({qn('group_id')}, {qn('sub_tasks')}, {qn('count')}, "
+                f"{qn('counted_parts')}, {qn('date_created')}) VALUES (%s, %s, %s, %s, %s)",
+                [floor_group, "[]", 10 * n, "|",
+                 connection.ops.adapt_datetimefield_value(datetime.now(timezone.utc))],
+            )
+        decrement = floor.decrement_sql(connection.vendor)
+
+        def ours(i: int) -> None:
+            bench.backend.on_chord_part_return(requests[i], states.SUCCESS, i)
+
+        def hand(i: int) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(decrement, [floor_group])
+
+        result = paired(ours, hand, n - 1, warmup=0)
+        start = time.perf_counter()
+        ours(n - 1)
+        last_ms = ms(time.perf_counter() - start)
+        count, counted = _counter_state(group_id)
+        one_process_ok = published.count == 1 and count == 0 and counted == n
+        in_process = Figure(
+            name="chord_part",
+            unit="ms/part",
+            ours=ms(result.ours_median),
+            floor=ms(result.floor_median),
+            ratio=round(result.ratio, 2),
+            statements=f"{per_part} per part, {last_part} for the last",
+            target="1 statement per non-final part; callback sent once",
+            met=per_part == 1 and one_process_ok,
+            note=f"last part (joins {n}, sends the callback) {last_ms} ms",
+            details={
+                "first_tenth_ms": ms(statistics.median(result.ours[: n // 10])),
+                "last_tenth_ms": ms(statistics.median(result.ours[-(n // 10):])),
+                "last_part_ms": last_ms,
+                "callbacks": published.count,
+                "count_left": count,
+                "parts_counted": counted,
+            },
+        )
+    finally:
+        published.close()
+    return [in_process, _chord_processes(bench, 1), _chord_processes(bench, 4)]
+
+
+def _chord_processes(bench: Bench, processes: int) -> Figure:
+    """``n`` parts finished by ``processes`` worker-like processes at once (store + count each)."""
+    n = bench.sizes.chord_parts
+    group_id, part_ids, body = _start_chord(bench, n)
+    barrier = multiprocessing.get_context("spawn").Barrier(processes)
+    shares = [[(i, p) for i, p in enumerate(part_ids) if i % processes == k] for k in range(processes)]
+    outcomes = run_in_processes(
+        children.chord_parts, [(barrier, group_id, body, share) for share in shares], bench.engine,
+    )
+    callbacks = sum(o["published"] for o in outcomes)
+    seconds = max(o["seconds"] for o in outcomes)
+    count, counted = _counter_state(group_id)
+    lost = n - counted
+    ok = callbacks == 1 and count == 0 and lost == 0
+    return Figure(
+        name=f"chord_{processes}proc",
+        unit="parts/s",
+        ours=round(n / seconds, 1),
+        statements="",
+        target="callback sent once, no decrement lost",
+        met=ok,
+        note=f"{callbacks} callback(s), {lost} decrement(s) lost, counter left at {count}",
+        details={"seconds": round(seconds, 3), "callbacks": callbacks, "lost": lost, "count_left": count},
+    )
+
+
+# -- cleanup -----------------------------------------------------------------------
+
+
+def insert_rows(expired: int, fresh: int) -> None:
+    """``expired`` task results finished two days ago or earlier and ``fresh`` ones from now."""
+    columns = ("task_id", "status", "content_type", "content_encoding", "result", "meta",
+               "task_name", "date_created", "date_done")
+    sql = (
+        f"INSERT INTO {floor.TASK_TABLE} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    now = datetime.now(timezone.utc)
+    adapt = connection.ops.adapt_datetimefield_value
+
+    def rows(count: int, newest: datetime, tag: str) -> Any:
+        for i in range(count):
+            moment = adapt(newest - timedelta(milliseconds=i))
+            yield (f"{tag}-{i}-{new_id()}", states.SUCCESS, "application/json", "utf-8",
+                   '{"sum": 3}', '{"children": []}', floor.TASK_NAME, moment, moment)
+
+    batch = 5000
+    for count, newest, tag in ((expired, now - timedelta(days=2), "old"), (fresh, now, "new")):
+        source = rows(count, newest, tag)
+        for start in range(0, count, batch):
+            chunk = [next(source) for _ in range(min(batch, count - start))]
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.executemany(sql, chunk)
+
+
+def _analyze_tasks() -> None:
+    """Refresh the planner's statistics, as autovacuum/InnoDB do on a table that grew.
+
+    Without it PostgreSQL plans each batch's DELETE with the statistics of an
+    empty table and scans every remaining expired row per batch.
+    """
+    verb = "ANALYZE TABLE" if connection.vendor == "mysql" else "ANALYZE"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{verb} {floor.TASK_TABLE}")
+        if connection.vendor == "mysql":
+            cursor.fetchall()
+
+
+def _empty_tasks() -> None:
+    """Remove every task result; TRUNCATE where there is one, so no dead rows stay behind."""
+    verb = "DELETE FROM" if connection.vendor == "sqlite" else "TRUNCATE TABLE"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{verb} {floor.TASK_TABLE}")
+
+
+def _expired_left() -> tuple[int, int]:
+    cutoff = connection.ops.adapt_datetimefield_value(datetime.now(timezone.utc) - timedelta(days=1))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {floor.TASK_TABLE} WHERE date_done < %s", [cutoff])
+        old = cursor.fetchone()[0]
+        cursor.execute(f"SELECT COUNT(*) FROM {floor.TASK_TABLE} WHERE date_done >= %s", [cutoff])
+        new = cursor.fetchone()[0]
+    return int(old), int(new)
+
+
+def cleanup(bench: Bench) -> Figure:
+    """``backend.cleanup()`` of expired rows in a fresh process: rows/s, statements and peak memory.
+
+    Peak memory is the peak of Python allocations (tracemalloc) during
+    cleanups of ``n/5`` and ``n`` rows: the same figure at both sizes means
+    it does not grow with the row count, and a million rows is extrapolated
+    linearly from the two. The timed run is a separate, untraced one. The
+    table is analyzed after the bulk insert (see :func:`_analyze_tasks`).
+    """
+    n = bench.sizes.cleanup_rows
+    fresh = max(n // 10, 1)
+    # The statements of a small cleanup (three batches of the default 1000 rows).
+    _empty_tasks()
+    insert_rows(2500, 10)
+    with CaptureQueriesContext(connection) as queries:
+        bench.backend.cleanup()
+    task_statements = [q["sql"] for q in queries.captured_queries if floor.TASK_TABLE in q["sql"]]
+    deletes = sum(1 for sql in task_statements if sql.lstrip().upper().startswith("DELETE"))
+
+    def run(kind: str, size: int, traced: bool) -> dict[str, Any]:
+        _empty_tasks()
+        insert_rows(size, fresh)
+        _analyze_tasks()
+        outcome: dict[str, Any] = run_in_process(children.cleanup, kind, traced, engine=bench.engine)
+        left, kept = _expired_left()
+        if left or kept != fresh:
+            raise AssertionError(f"{kind} cleanup left {left} expired rows, kept {kept} of {fresh} fresh")
+        return outcome
+
+    timed = run("ours", n, traced=False)
+    hand = run("floor", n, traced=False)
+    small = run("ours", n // 5, traced=True)
+    full = run("ours", n, traced=True)
+    _empty_tasks()
+
+    slope = max((full["traced_peak"] - small["traced_peak"]) / (n - n // 5), 0.0)
+    million = full["traced_peak"] + slope * max(MILLION - n, 0)
+    ours_rate, floor_rate = n / timed["seconds"], n / hand["seconds"]
+    return Figure(
+        name="cleanup",
+        unit=f"rows/s ({n} expired)",
+        ours=round(ours_rate),
+        floor=round(floor_rate),
+        ratio=round(floor_rate / ours_rate, 2),
+        statements=f"{len(task_statements)} for 2500 rows ({deletes} batches)",
+        target="batched; peak memory flat, < 100 MB at 1M rows",
+        met=deletes >= 3 and million < CLEANUP_MEMORY_TARGET,
+        note=(
+            f"floor = one unbatched DELETE; ratio = floor/ours rows/s. Peak Python memory "
+            f"{small['traced_peak'] / MIB:.2f} MiB at {n // 5} rows, {full['traced_peak'] / MIB:.2f} MiB "
+            f"at {n}: 1M rows extrapolated {million / MIB:.2f} MiB; peak RSS growth "
+            f"{timed['rss_growth'] / MIB:.1f} MiB (floor {hand['rss_growth'] / MIB:.1f} MiB)"
+        ),
+        details={
+            "ours_seconds": round(timed["seconds"], 3),
+            "floor_seconds": round(hand["seconds"], 3),
+            "traced_peak_small": small["traced_peak"],
+            "traced_peak_full": full["traced_peak"],
+            "traced_peak_1m_extrapolated": round(million),
+            "rss_growth": timed["rss_growth"],
+            "floor_rss_growth": hand["rss_growth"],
+            "rows_small": n // 5,
+        },
+    )
+
+
+# -- latency and memory ----------------------------------------------------------
+
+
+def latency(bench: Bench) -> Figure:
+    """From ``store_result`` in another process to ``AsyncResult.get()`` returning here.
+
+    The reader starts ``get()`` (default ``interval=0.5``) when it asks the
+    writer to store; the writer waits a delay first, spread over 10-250 ms
+    like short tasks, so the reader has been polling for a while.
+    """
+    samples = bench.sizes.latency_samples
+    delays = [0.010 + (i * 0.137) % 0.240 for i in range(samples)]
+    ours_pipe, writer_pipe = multiprocessing.get_context("spawn").Pipe()
+    writer = Children(children.latency_writer, [(writer_pipe,)], bench.engine)
+    try:
+        if not ours_pipe.poll(300) or ours_pipe.recv() != "ready":
+            raise RuntimeError("the latency writer did not start")
+        latencies, stores = [], []
+        for i, delay in enumerate(delays):
+            task_id = new_id()
+            result = bench.app.AsyncResult(task_id)
+            ours_pipe.send((task_id, delay, i))
+            result.get(timeout=60)
+            returned = time.monotonic()
+            t0, t1 = ours_pipe.recv()
+            latencies.append(returned - t0)
+            stores.append(t1 - t0)
+    finally:
+        ours_pipe.send(None)
+        writer.results()
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    target = LATENCY_TARGET_MS[bench.engine]
+    return Figure(
+        name="latency",
+        unit="ms (p50)",
+        ours=ms(p50),
+        statements="",
+        target=f"p50 <= {target:g} ms",
+        met=p50 * 1000 <= target,
+        note=(
+            f"p99 {ms(p99)} ms over {samples} samples; the writer's store_result itself took "
+            f"{ms(statistics.median(stores))} ms (median)"
+        ),
+        details={"p50_ms": ms(p50), "p99_ms": ms(p99), "store_ms_median": ms(statistics.median(stores)),
+                 "samples": samples, "delays_ms": [10, 250]},
+    )
+
+
+def memory(bench: Bench) -> list[Figure]:
+    """A 10 MB result stored, then read back in another process: peak memory over its size."""
+    size = bench.sizes.memory_size
+    ours_id, floor_id = new_id(), new_id()
+    measured = {
+        kind: run_in_process(children.memory, kind, task_id, size, engine=bench.engine)
+        for kind, task_id in (("ours-store", ours_id), ("ours-read", ours_id),
+                              ("floor-store", floor_id), ("floor-read", floor_id))
+    }
+
+    def multiple(kind: str, key: str = "traced") -> float:
+        return round(measured[kind][key] / size, 2)
+
+    return [
+        Figure(
+            name=f"memory_{operation}",
+            unit=f"x size ({size // MIB} MiB)",
+            ours=multiple(f"ours-{operation}"),
+            floor=multiple(f"floor-{operation}"),
+            target=f"<= {MEMORY_MULTIPLE_TARGET:g}x the size",
+            met=multiple(f"ours-{operation}") <= MEMORY_MULTIPLE_TARGET,
+            note=(
+                "peak Python allocations (tracemalloc)"
+                + (", the value read included" if operation == "read" else "")
+                + f"; peak RSS growth {multiple(f'ours-{operation}', 'rss_growth')}x "
+                f"(floor {multiple(f'floor-{operation}', 'rss_growth')}x)"
+            ),
+            details={"ours": measured[f"ours-{operation}"], "floor": measured[f"floor-{operation}"]},
+        )
+        for operation in ("store", "read")
+    ]

@@ -1,0 +1,182 @@
+"""Benchmark the ``django-db`` result backend against a hand-written floor, on one engine.
+
+Usage, from the project root::
+
+    .venv/bin/python benchmarks/run.py --engine sqlite|postgresql|mysql [--quick] [--markdown]
+
+Creates and migrates the scratch database ``dcr_bench`` (a file under
+``.cache`` for SQLite), measures through Celery's public API, prints a table
+and one JSON line per figure, and drops the database again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make ``benchmarks`` and the package importable
+    sys.path.insert(0, str(ROOT))
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def server_version() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SHOW server_version")
+            return f"PostgreSQL {cursor.fetchone()[0]}"
+        if connection.vendor == "mysql":
+            cursor.execute("SELECT VERSION()")
+            return f"MySQL/MariaDB {cursor.fetchone()[0]}"
+        cursor.execute("SELECT sqlite_version()")
+        return f"SQLite {cursor.fetchone()[0]}"
+
+
+def machine() -> dict[str, Any]:
+    """CPU count, memory and CPU model of this machine (Linux)."""
+    model, memory = platform.processor() or "unknown", "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) // 1024} MiB"
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "memory": memory, "cpu": model}
+
+
+def driver_version() -> str:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        return f"psycopg {psycopg.__version__}"
+    if connection.vendor == "mysql":
+        import MySQLdb
+
+        return f"mysqlclient {'.'.join(map(str, MySQLdb.version_info[:3]))}"
+    import sqlite3
+
+    return f"sqlite3 (SQLite library {sqlite3.sqlite_version})"
+
+
+def versions() -> dict[str, str]:
+    import celery
+    import django
+
+    import django_celery_results
+
+    return {
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "celery": celery.__version__,
+        "django_celery_results": django_celery_results.__version__,
+        "server": server_version(),
+        "driver": driver_version(),
+    }
+
+
+def add_upstream(results: list[Any], measured: dict[str, dict[str, Any]]) -> None:
+    """Put upstream's ratio to the floor beside ours, on the rows measured the same way."""
+    for figure in results:
+        found = measured.get(figure.name)
+        if found is not None:
+            figure.upstream_ratio = found["ratio"]
+            figure.details["upstream"] = found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), required=True)
+    parser.add_argument("--quick", action="store_true", help="fewer calls and 20k cleanup rows")
+    parser.add_argument("--only", nargs="*", metavar="FIGURE", help="run only these figures")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--no-upstream", dest="upstream", action="store_false",
+        help="skip the upstream 2.6.0 column (otherwise pip downloads its wheel once, into .cache)",
+    )
+    options = parser.parse_args(argv)
+
+    from benchmarks.harness import make_app, setup
+
+    setup(options.engine)
+    from django.db import connection
+
+    from benchmarks import figures, report, upstream
+
+    steps: dict[str, Callable[[figures.Bench], Any]] = {
+        "store_new": figures.store_new,
+        "lifecycle": figures.lifecycle,
+        "get_meta": figures.get_meta,
+        "group_join": figures.group_join,
+        "chord": figures.chord,
+        "cleanup": figures.cleanup,
+        "latency": figures.latency,
+        "memory": figures.memory,
+    }
+    unknown = set(options.only or ()) - set(steps)
+    if unknown:
+        parser.error(f"unknown figures {sorted(unknown)}; choose from {sorted(steps)}")
+
+    sizes = figures.Sizes.quick() if options.quick else figures.Sizes.full()
+    log(f"creating and migrating the scratch database on {options.engine}")
+    name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    results: list[figures.Figure] = []
+    failed = False
+    try:
+        context = {"engine": options.engine, "quick": options.quick, **versions(), **machine()}
+        app = make_app()
+        bench = figures.Bench(options.engine, sizes, app)
+        for step_name, step in steps.items():
+            if options.only and step_name not in options.only:
+                continue
+            log(f"{step_name} ...")
+            started = time.perf_counter()
+            try:
+                produced = step(bench)
+            except Exception as exc:
+                failed = True
+                traceback.print_exc()
+                produced = figures.Figure(step_name, "", None, met=False, note=f"failed: {exc!r}")
+            results.extend(produced if isinstance(produced, list) else [produced])
+            log(f"{step_name} done in {time.perf_counter() - started:.1f}s")
+        if options.upstream:
+            log("upstream 2.6.0, in its own process ...")
+            try:
+                add_upstream(results, upstream.run(options.engine, sizes))
+            except Exception as exc:
+                failed = True
+                log(f"upstream failed: {exc}")
+        app.close()
+    finally:
+        log("dropping the scratch database")
+        connection.creation.destroy_test_db(name, verbosity=0)
+    print(f"engine: {options.engine} ({context['server']}); {'quick' if options.quick else 'full'} run")
+    print(report.table(results, markdown=options.markdown))
+    print()
+    print(report.json_lines(results, context))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Structural facts behind the benchmarks (``benchmarks/run.py``), pinned without timing anything.
+
+Round trips per operation, counted on the connection results go through,
+and the index the planner picks for the date-ordered queries on big tables,
+read from each engine's EXPLAIN. If one of these changes, the figures in
+``BENCHMARKS.md`` no longer describe the code.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from celery import states
+from celery import uuid as new_id
+from celery.app.task import Context
+from celery.result import GroupResult
+from django.db import connection, connections, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from django_celery_results.models import ChordCounter, TaskResult
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TABLE = TaskResult._meta.db_table
+#: The index on ``TaskResult.date_done`` (its name is part of the installed schema).
+DATE_DONE_INDEX = "django_cele_date_do_f59aad_idx"
+#: Rows in the task table when reading plans. MariaDB 10.11 scans and sorts
+#: 3,000 small rows rather than walk the index for ``ORDER BY ... LIMIT``; at
+#: 20,000 it walks the index, as it does on the tables this is about.
+BIG_TABLE_ROWS = 20_000
+
+
+def request(task_id: str, **extra: Any) -> Context:
+    """The request a worker passes with ``result_extended``."""
+    return Context(
+        id=task_id, task="tests.add", args=[1, 2], kwargs={}, argsrepr="(1, 2)", kwargsrepr="{}",
+        hostname="celery@test", delivery_info={"routing_key": "celery"}, retries=0, **extra,
+    )
+
+
+def statements(action: Callable[[], object]) -> list[str]:
+    """The SQL ``action`` sent through the default connection."""
+    with CaptureQueriesContext(connection) as queries:
+        action()
+    return [query["sql"] for query in queries.captured_queries]
+
+
+# -- round trips ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "state"),
+    [
+        (None, states.STARTED),
+        (None, states.SUCCESS),
+        (states.STARTED, states.SUCCESS),
+        (states.STARTED, states.STARTED),
+        (states.SUCCESS, states.SUCCESS),
+        (states.SUCCESS, states.STARTED),
+    ],
+    ids=lambda value: value or "new",
+)
+def test_store_result_is_one_statement(backend: Any, before: str | None, state: str) -> None:
+    task_id = new_id()
+    if before is not None:
+        backend.store_result(task_id, "earlier", before, request=request(task_id))
+    sent = statements(lambda: backend.store_result(task_id, "now", state, request=request(task_id)))
+    assert len(sent) == 1, sent
+    assert TaskResult.objects.get(task_id=task_id).status == (before if before == states.SUCCESS else state)
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored", "missing"])
+def test_get_task_meta_is_one_query(backend: Any, stored: bool) -> None:
+    task_id = new_id()
+    if stored:
+        backend.mark_as_done(task_id, 42, request=request(task_id))
+    sent = statements(lambda: backend.get_task_meta(task_id, cache=False))
+    assert len(sent) == 1, sent
+
+
+def finish_in_another_thread(backend: Any, task_ids: list[str]) -> None:
+    """Mark ``task_ids`` done through another connection, and wait until it committed."""
+
+    def finish() -> None:
+        try:
+            for task_id in task_ids:
+                backend.mark_as_done(task_id, task_id, request=request(task_id))
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    helper = threading.Thread(target=finish)
+    helper.start()
+    helper.join()
+
+
+@pytest.mark.parametrize("unfinished", [0, 50])
+def test_join_native_of_200_tasks_is_at_most_two_queries_per_poll(app: Any, unfinished: int) -> None:
+    backend = app.backend
+    ids = [new_id() for _ in range(200)]
+    for task_id in ids[unfinished:]:
+        backend.mark_as_done(task_id, task_id, request=request(task_id))
+    polls = [1]
+
+    def between_polls() -> None:
+        # Runs between two polls: the rest finish meanwhile, elsewhere.
+        if len(polls) == 1:
+            finish_in_another_thread(backend, ids[:unfinished])
+        polls.append(1)
+
+    group = GroupResult(new_id(), [app.AsyncResult(task_id) for task_id in ids], app=app)
+    joined: list[Any] = []
+    sent = statements(
+        lambda: joined.extend(group.join_native(timeout=30, interval=0.05, on_interval=between_polls))
+    )
+    assert joined == ids
+    assert len(polls) == (2 if unfinished else 1)
+    assert len(sent) <= 2 * len(polls), sent
+
+
+def test_a_chord_part_that_is_not_the_last_is_one_statement(app: Any) -> None:
+    backend = app.backend
+    group_id, part_ids = new_id(), [new_id() for _ in range(5)]
+    body = app.signature("tests.chord_callback")
+    backend.apply_chord((group_id, [app.AsyncResult(p) for p in part_ids]), body)
+    requests = [request(p, group=group_id, chord=dict(body)) for p in part_ids]
+    for i, part in enumerate(requests):
+        backend.store_result(part.id, i, states.SUCCESS, request=part)
+    for i, part in enumerate(requests[:-1]):
+        with CaptureQueriesContext(connection) as queries:
+            backend.on_chord_part_return(part, states.SUCCESS, i)
+        assert len(queries.captured_queries) == 1, queries.captured_queries
+    backend.on_chord_part_return(requests[-1], states.SUCCESS, len(requests) - 1)
+    assert ChordCounter.objects.get(group_id=group_id).count == 0
+
+
+# -- indexes ---------------------------------------------------------------------------
+
+
+def insert_task_rows(expired: int, fresh: int) -> None:
+    """Task results finished two days ago (``expired``) and just now (``fresh``), in bulk."""
+    columns = ("task_id", "status", "content_type", "content_encoding", "result", "date_created", "date_done")
+    qn = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {qn(TABLE)} ({', '.join(qn(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    now = datetime.now(timezone.utc)
+    rows = []
+    for count, newest in ((expired, now - timedelta(days=2)), (fresh, now)):
+        for i in range(count):
+            moment = connection.ops.adapt_datetimefield_value(newest - timedelta(seconds=i))
+            rows.append((new_id(), states.SUCCESS, "application/json", "utf-8", "1", moment, moment))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def analyze() -> None:
+    """Refresh the planner's statistics of the task table."""
+    verb = "ANALYZE TABLE" if connection.vendor == "mysql" else "ANALYZE"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{verb} {connection.ops.quote_name(TABLE)}")
+        if connection.vendor == "mysql":
+            cursor.fetchall()
+
+
+@pytest.fixture
+def planner_prefers_indexes() -> Iterator[None]:
+    """On PostgreSQL, sequential scans off for this connection: a small table then shows whether
+    the index *can* serve the query. MySQL and SQLite read the statistics of a table big enough."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET enable_seqscan")
+
+
+def indexes_used(sql: str) -> list[str]:
+    """The indexes each engine's EXPLAIN says ``sql`` reads the task table through."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute(f"EXPLAIN {sql}")
+            names = [column[0] for column in cursor.description]
+            plan = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return [str(step["key"]) for step in plan if step["table"] == TABLE and step["key"]]
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+            details = [str(row[-1]) for row in cursor.fetchall()]
+            marker = "INDEX "
+            return [d.split(marker, 1)[1].split()[0] for d in details if TABLE in d and marker in d]
+        cursor.execute(f"EXPLAIN {sql}")
+        lines = [str(row[0]) for row in cursor.fetchall()]
+        found = []
+        for line in lines:
+            for marker in (" using ", "Bitmap Index Scan on "):
+                if ("Index" in line) and marker in line:
+                    found.append(line.split(marker, 1)[1].split()[0])
+        return found
+
+
+def explain_text(sql: str) -> str:
+    """The raw plan, for failure messages."""
+    prefix = "EXPLAIN QUERY PLAN" if connection.vendor == "sqlite" else "EXPLAIN"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{prefix} {sql}")
+        return "\n".join(" | ".join(map(str, row)) for row in cursor.fetchall())
+
+
+def reads_by_date_done(sent: list[str]) -> list[str]:
+    """The SELECTs of the task table that filter or order on ``date_done``."""
+    return [
+        sql for sql in sent
+        if sql.lstrip().upper().startswith("SELECT") and TABLE in sql and "date_done" in sql
+        and "COUNT(" not in sql.upper()
+    ]
+
+
+def assert_date_done_index(queries: list[str]) -> None:
+    assert queries, "no query on the task table's date_done was captured"
+    for sql in queries:
+        assert DATE_DONE_INDEX in indexes_used(sql), f"{sql}\n{explain_text(sql)}"
+
+
+def test_cleanup_finds_expired_results_through_the_date_done_index(
+    app: Any, planner_prefers_indexes: None,
+) -> None:
+    insert_task_rows(expired=BIG_TABLE_ROWS // 10, fresh=BIG_TABLE_ROWS)
+    analyze()
+    with transaction.atomic():
+        sent = statements(app.backend.cleanup)
+        assert TaskResult.objects.count() == BIG_TABLE_ROWS
+        transaction.set_rollback(True)  # keep the rows: the plans are read on the full table
+    assert_date_done_index(reads_by_date_done(sent))
+
+
+def test_admin_changelist_reads_the_newest_rows_through_the_date_done_index(
+    admin_client: Client, planner_prefers_indexes: None,
+) -> None:
+    insert_task_rows(expired=0, fresh=BIG_TABLE_ROWS)
+    analyze()
+    sent = statements(lambda: admin_client.get(reverse("admin:django_celery_results_taskresult_changelist")))
+    page = [sql for sql in reads_by_date_done(sent) if re.search(r"LIMIT 100\b", sql, re.IGNORECASE)]
+    assert len(page) == 1, reads_by_date_done(sent)
+    assert "ORDER BY" in page[0].upper()
+    assert_date_done_index(page)
