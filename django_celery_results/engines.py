@@ -6,9 +6,10 @@ outside this module looks at ``connection.vendor``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 from celery import states
@@ -62,15 +63,30 @@ def upsert_task_sql(
     PostgreSQL and SQLite share ``ON CONFLICT ... DO UPDATE ... WHERE``; MySQL
     and MariaDB have no conflict WHERE, so each assignment is guarded with
     ``IF()``, and ``status`` is assigned last because MySQL evaluates the
-    assignments left to right against the already-updated row.
+    assignments left to right against the already-updated row. The text
+    depends only on its arguments, so it is built once per combination.
     """
-    qn = connection.ops.quote_name
+    ready = new_status in states.READY_STATES
+    return _upsert_task_sql(connection.vendor, table, tuple(columns), state_rank(new_status), ready)
+
+
+def _quoter(vendor: str) -> Callable[[str], str]:
+    """Identifier quoting of ``vendor``, as its Django backend quotes (backticks on MySQL)."""
+    mark = "`" if vendor == "mysql" else '"'
+    return lambda name: f"{mark}{name}{mark}"
+
+
+@lru_cache(maxsize=256)
+def _upsert_task_sql(vendor: str, table: str, columns: tuple[str, ...], rank: int, ready: bool) -> str:
+    qn = _quoter(vendor)
     cols = ", ".join(qn(c) for c in columns)
     marks = ", ".join(["%s"] * len(columns))
-    rank = state_rank(new_status)
     updatable = [c for c in columns if c in STATE_COLUMNS or c in KEEP_IF_NULL_COLUMNS]
-    if connection.vendor == "mysql":
-        guard = f"({qn('status')} <> '{states.SUCCESS}' AND {_rank_sql(qn('status'))} <= {rank})"
+    if vendor == "mysql":
+        # FIELD() is the stored state's rank (0 when not listed); SUCCESS (3)
+        # is final, so the stored rank must not exceed min(new rank, 2).
+        listed = ", ".join(f"'{s}'" for s in sorted(STATE_RANK, key=STATE_RANK.__getitem__))
+        guard = f"FIELD({qn('status')}, {listed}) <= {min(rank, STATE_RANK[states.FAILURE])}"
 
         def new(c: str) -> str:
             value = f"VALUES({qn(c)})"
@@ -94,7 +110,7 @@ def upsert_task_sql(
         f"ON CONFLICT ({qn('task_id')}) DO UPDATE SET {', '.join(sets)} "
         f"WHERE {status_col} <> '{states.SUCCESS}' AND {_rank_sql(status_col)} <= {rank}"
     )
-    if connection.vendor == "postgresql" and new_status in states.READY_STATES:
+    if vendor == "postgresql" and ready:
         # Wake waiting get() calls (ResultListener) in the same round trip; the
         # notification is sent only if the write applied, and only on commit.
         return (
@@ -306,11 +322,26 @@ def is_transient_error(exc: BaseException) -> bool:
 
 
 def prepared(connection: BaseDatabaseWrapper, model: Any, values: Mapping[str, Any]) -> list[Any]:
-    """Column values as the driver wants them (datetimes, for instance)."""
+    """Column values as the driver wants them.
+
+    Only the fields whose database form differs from the Python value
+    (datetimes, for instance) go through Django's preparation: it is the
+    costliest step of a write in Python.
+    """
+    needs_prep = _fields_needing_prep(model)
     return [
-        model._meta.get_field(name).get_db_prep_save(value, connection)
+        needs_prep[name].get_db_prep_save(value, connection) if name in needs_prep else value
         for name, value in values.items()
     ]
+
+
+@cache
+def _fields_needing_prep(model: Any) -> dict[str, Any]:
+    plain = ("CharField", "TextField", "IntegerField", "PositiveIntegerField", "BigAutoField", "AutoField")
+    return {
+        field.name: field for field in model._meta.concrete_fields
+        if field.get_internal_type() not in plain
+    }
 
 
 # -- Configuration traps (used by the system checks) -------------------------

@@ -8,7 +8,7 @@ import threading
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from functools import wraps
+from functools import cache, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import states
@@ -82,11 +82,17 @@ def check_lengths(model: type[models.Model], values: Mapping[str, Any]) -> None:
     Done in Python for every engine: SQLite does not enforce lengths and MySQL
     in non-strict mode truncates silently.
     """
+    limits = _length_limits(model)
     for name, value in values.items():
-        field = model._meta.get_field(name)
-        max_length = getattr(field, "max_length", None)
-        if max_length and isinstance(value, str) and len(value) > max_length:
-            raise ValueTooLong(model.__name__, name, max_length, len(value))
+        limit = limits.get(name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise ValueTooLong(model.__name__, name, limit, len(value))
+
+
+@cache
+def _length_limits(model: type[models.Model]) -> dict[str, int]:
+    limits = {field.name: getattr(field, "max_length", None) for field in model._meta.concrete_fields}
+    return {name: limit for name, limit in limits.items() if limit}
 
 
 class ResultQuerySet(models.QuerySet):

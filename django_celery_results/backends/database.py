@@ -156,7 +156,8 @@ class DatabaseBackend(BaseDictBackend):
         self.TaskModel._default_manager.insert_if_absent(values)
 
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
-        row = self.TaskModel._default_manager.filter(task_id=task_id).values(*META_COLUMNS).first()
+        rows = self.TaskModel._default_manager.filter(task_id=task_id).order_by().values(*META_COLUMNS)[:1]
+        row = next(iter(rows), None)
         if row is None:
             return self.meta_from_decoded({
                 "task_id": task_id, "status": states.PENDING, "result": None,
