@@ -61,6 +61,7 @@ class Codec:
         self.serializer = serializer
         # Names ("json") or content types ("application/json") alike.
         self.accept = prepare_accept_content(list(accept))
+        self._constant_meta: dict[str, str] = {}
 
     def encode(self, data: Any) -> tuple[str, str, str]:
         """Return ``(content_type, content_encoding, text)`` for ``data``."""
@@ -70,6 +71,19 @@ class Codec:
         if isinstance(payload, bytes):
             payload = payload.decode("utf-8")
         return content_type, content_encoding, payload
+
+    def encode_meta(self, user: dict[str, Any], children: list[Any] | None) -> str:
+        """The ``meta`` column: user metadata and the task's children.
+
+        Most tasks have neither, and the text for that is the same every time.
+        """
+        if user or children:
+            return self.encode({**user, "children": children})[2]
+        key = "children-none" if children is None else "children-empty"
+        cached = self._constant_meta.get(key)
+        if cached is None:
+            cached = self._constant_meta[key] = self.encode({"children": children})[2]
+        return cached
 
     def decode(self, content_type: str, content_encoding: str, text: str | None) -> Any:
         """Decode one stored column; empty columns decode to ``None``."""
@@ -141,7 +155,7 @@ def task_values(
         "content_encoding": content_encoding,
         "result": result_text,
         "traceback": escape_text(traceback),
-        "meta": codec.encode({**user_meta(request), "children": children})[2],
+        "meta": codec.encode_meta(user_meta(request), children),
     }
     for name, value in request_fields(request, extended).items():
         if name in ("task_args", "task_kwargs") and value is not None:

@@ -18,6 +18,7 @@ from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, Value, When
 from django.db.models.functions import Coalesce, Concat, Greatest, Length, Replace, Substr
+from django.utils import timezone
 
 from . import engines
 from .conf import app_settings
@@ -254,7 +255,8 @@ class TaskResultManager(ResultManager["TaskResult"]):
         database's clock may run in another time zone).
         """
         check_lengths(self.model, values)
-        moment = now()
+        # Stored values need no local time zone (Django stores UTC); utils.now() converts.
+        moment = timezone.now()
         row = {**values, "date_done": moment, "date_created": moment}
         if row.get("date_started") is None and values["status"] == states.STARTED:
             row["date_started"] = moment

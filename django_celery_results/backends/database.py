@@ -92,6 +92,16 @@ class DatabaseBackend(BaseDictBackend):
         super().__init__(*args, **kwargs)
         self.codec = codec.Codec(self.serializer, self.accept)
 
+    @property
+    def result_extended(self) -> bool:
+        """Celery's ``result_extended``, looked up once: it is read on every write."""
+        cached = self.__dict__.get("_result_extended")
+        if cached is None:
+            cached = self.__dict__["_result_extended"] = bool(
+                self.app.conf.find_value_for_key("extended", "result")
+            )
+        return cached
+
     # -- retries ------------------------------------------------------------
 
     def exception_safe_to_retry(self, exc: BaseException) -> bool:
@@ -136,7 +146,7 @@ class DatabaseBackend(BaseDictBackend):
             traceback=traceback,
             request=request,
             children=self.current_task_children(request),
-            extended=bool(self.app.conf.find_value_for_key("extended", "result")),
+            extended=self.result_extended,
         )
         self.TaskModel._default_manager.upsert(values, using=using)
         return result
@@ -151,7 +161,7 @@ class DatabaseBackend(BaseDictBackend):
             traceback=None,
             request=request,
             children=None,
-            extended=bool(self.app.conf.find_value_for_key("extended", "result")),
+            extended=self.result_extended,
         )
         self.TaskModel._default_manager.insert_if_absent(values)
 
