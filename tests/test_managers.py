@@ -174,3 +174,18 @@ def test_transaction_retry_retries_transient_errors_only() -> None:
         with pytest.raises(type(permanent)):
             transaction_retry(max_retries=3)(once)()
         assert once.calls == 1
+
+
+@pytest.mark.django_db
+def test_ids_beyond_32_bits_are_stored() -> None:
+    """After 0017 the id columns are 64-bit: a sequence past 2**31 keeps working."""
+    from django_celery_results.models import ChordCounter
+
+    big = 2**31 + 7
+    TaskResult.objects.create(id=big, task_id="big-id", status=states.SUCCESS, content_type="a",
+                              content_encoding="b")
+    GroupResult.objects.create(id=big, group_id="big-group", content_type="a", content_encoding="b")
+    ChordCounter.objects.create(id=big, group_id="big-chord", sub_tasks="[]", count=0)
+    assert TaskResult.objects.get(task_id="big-id").pk == big
+    assert GroupResult.objects.get(group_id="big-group").pk == big
+    assert ChordCounter.objects.get(group_id="big-chord").pk == big
