@@ -5,7 +5,9 @@ settings :mod:`tests.worker_settings`, which take the database connection
 from the test process (``connection.settings_dict`` after pytest-django has
 created the test database: ``test_<name>`` or the ``TEST["NAME"]`` file), so
 the worker writes exactly where the test reads. The broker is kombu's
-``filesystem://`` transport in a temporary folder: no server needed.
+``filesystem://`` transport in a temporary folder (no server needed) unless a
+``broker_url`` is given (``redis://``, ``amqp://``); extra Celery settings
+(``conf``) reach the worker too, so both processes share one configuration.
 
 Use :func:`running_worker` as a context manager (the worker is stopped on
 exit, also when the body raises), or :class:`Worker` directly::
@@ -28,12 +30,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,12 +48,48 @@ ENV_BROKER_DIR = "DCR_WORKER_BROKER_DIR"
 ENV_BACKEND = "DCR_WORKER_BACKEND"
 ENV_DATABASE = "DCR_WORKER_DATABASE"
 ENV_CACHE_DIR = "DCR_WORKER_CACHE_DIR"
+ENV_BROKER_URL = "DCR_WORKER_BROKER_URL"
+ENV_CONF = "DCR_WORKER_CONF"
+#: The worker's ``--loglevel`` (INFO unless set, e.g. to DEBUG when a test needs a closer look).
+ENV_LOGLEVEL = "DCR_WORKER_LOGLEVEL"
+
+#: The broker used when none is named: kombu's transport in a local folder.
+FILESYSTEM_BROKER = "filesystem://"
 
 #: The Django cache alias worker and tests share for ``django-cache`` (a FileBasedCache).
 SHARED_CACHE = "worker_shared"
 
 #: Keys of ``connection.settings_dict`` the worker needs to reach the same database.
 DATABASE_KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "TIME_ZONE")
+
+
+class AtomicFilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel, except that a message appears in the folder whole.
+
+    kombu writes a message file in place (create, then write): a consumer
+    listing the folder in between takes the still empty file, and the worker
+    dies decoding it (seen on a loaded machine). Here the message is written
+    under a name no consumer picks up (it has no ``.<queue>.msg`` suffix) and
+    then renamed, which is atomic.
+    """
+
+    # kombu's own filesystem channel renames the base class's ``message`` to ``payload``.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        folder = Path(self.data_folder_out)
+        # kombu's naming: consumers take the files in name (so time) order.
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        partial = folder / f"partial-{uuid.uuid4().hex}"
+        try:
+            partial.write_bytes(str_to_bytes(dumps(payload)))
+            os.replace(partial, folder / name)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {name!r} to directory") from exc
+
+
+class AtomicFilesystemTransport(filesystem.Transport):
+    """The ``filesystem://`` transport with :class:`AtomicFilesystemChannel`."""
+
+    Channel = AtomicFilesystemChannel
 
 
 def broker_options(broker_dir: Path) -> dict[str, Any]:
@@ -67,23 +109,31 @@ def shared_cache(cache_dir: Path) -> dict[str, Any]:
     return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(cache_dir)}
 
 
-def make_app(name: str, backend: str, broker_dir: Path, **conf: Any) -> Celery:
-    """A Celery app on the filesystem broker in ``broker_dir`` with the test tasks registered."""
+def make_app(
+    name: str, backend: str, broker_dir: Path, broker_url: str = FILESYSTEM_BROKER, **conf: Any,
+) -> Celery:
+    """A Celery app with the test tasks registered.
+
+    Its broker is ``broker_url``; the filesystem one keeps its messages in
+    ``broker_dir``. ``conf`` adds to (or replaces) the settings below.
+    """
     app = Celery(name, set_as_current=False)
-    app.conf.update(
-        broker_url="filesystem://",
-        broker_transport_options=broker_options(broker_dir),
-        broker_connection_retry_on_startup=True,
-        result_backend=backend,
-        result_extended=True,
-        task_track_started=True,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        cache_backend=SHARED_CACHE if backend == "django-cache" else None,
-        result_chord_join_timeout=30,
-        **conf,
-    )
+    settings: dict[str, Any] = {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": backend,
+        "result_extended": True,
+        "task_track_started": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "cache_backend": SHARED_CACHE if backend == "django-cache" else None,
+        "result_chord_join_timeout": 30,
+    }
+    if broker_url.startswith("filesystem:"):
+        settings["broker_transport"] = f"{__name__}:AtomicFilesystemTransport"
+        settings["broker_transport_options"] = broker_options(broker_dir)
+    app.conf.update({**settings, **conf})
     register_tasks(app)
     return app
 
@@ -95,6 +145,10 @@ class Tasks:
         self.add = app.tasks["tests.workers.add"]
         self.fail = app.tasks["tests.workers.fail"]
         self.total = app.tasks["tests.workers.total"]
+        self.echo = app.tasks["tests.workers.echo"]
+        self.sleep = app.tasks["tests.workers.sleep"]
+        self.flaky = app.tasks["tests.workers.flaky"]
+        self.text = app.tasks["tests.workers.text"]
 
 
 def register_tasks(app: Celery) -> None:
@@ -112,11 +166,35 @@ def register_tasks(app: Celery) -> None:
     def total(numbers: list[int]) -> int:
         return sum(numbers)
 
+    @app.task(name="tests.workers.echo", shared=False)
+    def echo(value: Any) -> Any:
+        return value
+
+    @app.task(name="tests.workers.sleep", shared=False)
+    def sleep(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @app.task(name="tests.workers.flaky", bind=True, shared=False, max_retries=10)
+    def flaky(self: Any, failures: int) -> int:
+        """Retry ``failures`` times (right away), then return how many retries it took."""
+        if self.request.retries < failures:
+            raise self.retry(exc=ConnectionError(f"attempt {self.request.retries + 1}"), countdown=0)
+        return int(self.request.retries)
+
+    @app.task(name="tests.workers.text", shared=False)
+    def text(piece: str, times: int) -> str:
+        """``piece`` repeated: a large result from a small message."""
+        return piece * times
+
 
 def _worker_app_from_env() -> Celery:
     """The app ``celery -A tests.workers worker`` runs, configured by the starting test."""
     broker_dir = Path(os.environ.get(ENV_BROKER_DIR, ROOT / ".cache" / "worker-broker"))
-    return make_app("tests-worker", os.environ.get(ENV_BACKEND, "django-db"), broker_dir)
+    return make_app(
+        "tests-worker", os.environ.get(ENV_BACKEND, "django-db"), broker_dir,
+        os.environ.get(ENV_BROKER_URL, FILESYSTEM_BROKER), **json.loads(os.environ.get(ENV_CONF, "{}")),
+    )
 
 
 # The module attribute the celery command looks for. Building it does not
@@ -133,13 +211,23 @@ class Worker:
     pool: str = "prefork"
     concurrency: int = 2
     process: subprocess.Popen[bytes] | None = None
+    #: The broker both processes use (``redis://...``, ``amqp://...``).
+    broker_url: str = FILESYSTEM_BROKER
+    #: Extra Celery settings of both apps; JSON values only (they reach the worker as JSON).
+    conf: dict[str, Any] = field(default_factory=dict)
+    #: Queues the worker consumes (``-Q``); by default ``task_default_queue``.
+    queues: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.hostname = f"dcr-test-{uuid.uuid4().hex[:8]}@%h"
         self.broker_dir = self.directory / "broker"
         self.cache_dir = self.directory / "cache"
         self.log_path = self.directory / "worker.log"
-        self.app = make_app("tests-client", self.backend, self.broker_dir)
+        # Made now: tasks may be published (to the filesystem broker) before the worker starts.
+        for name in ("queue", "control", "processed"):
+            (self.broker_dir / name).mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.app = make_app("tests-client", self.backend, self.broker_dir, self.broker_url, **self.conf)
         self.tasks = Tasks(self.app)
 
     # -- lifecycle -----------------------------------------------------------
@@ -160,20 +248,21 @@ class Worker:
             ENV_BACKEND: self.backend,
             ENV_DATABASE: json.dumps(database, default=str),
             ENV_CACHE_DIR: str(self.cache_dir),
+            ENV_BROKER_URL: self.broker_url,
+            ENV_CONF: json.dumps(self.conf),
             "PYTHONUNBUFFERED": "1",
         })
         return env
 
     def start(self, timeout: float = 60) -> None:
-        for name in ("queue", "control", "processed"):
-            (self.broker_dir / name).mkdir(parents=True, exist_ok=True)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable, "-m", "celery", "-A", "tests.workers", "worker",
             "--pool", self.pool, "--concurrency", str(self.concurrency),
-            "--loglevel", "INFO", "--hostname", self.hostname,
+            "--loglevel", os.environ.get(ENV_LOGLEVEL, "INFO"), "--hostname", self.hostname,
             "--without-mingle", "--without-gossip",
         ]
+        if self.queues:
+            command += ["--queues", ",".join(self.queues)]
         with self.log_path.open("wb") as log:
             # Its own session: the pool processes can be killed as one group.
             self.process = subprocess.Popen(
@@ -200,6 +289,20 @@ class Worker:
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # pool processes left behind, if any
         process.wait()
+
+    def remaining_processes(self) -> list[str]:
+        """``ps`` lines of processes still in the worker's process group (zombies excepted)."""
+        if self.process is None:
+            return []
+        listing = subprocess.run(
+            ["ps", "-eo", "pid=,pgid=,stat=,args="], capture_output=True, text=True, check=True,
+        ).stdout
+        remaining = []
+        for line in listing.splitlines():
+            _pid, pgid, stat, *_ = line.split(None, 3)
+            if int(pgid) == self.process.pid and not stat.startswith("Z"):
+                remaining.append(line.strip())
+        return remaining
 
     # -- inspection ----------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Smoke tests in containers (pytest-celery): see test_smoke.py."""

@@ -1,0 +1,1 @@
+"""End-to-end tests: real workers on real brokers, results in the test database."""
