@@ -109,3 +109,22 @@ def test_lost_connection_is_reported_without_always_retry(celery_app_factory: An
         app.backend.store_result("lost", 1, states.SUCCESS)
     connection.close()
     assert not TaskResult.objects.filter(task_id="lost").exists()
+
+
+@pytest.mark.engine("postgresql", "mysql")
+@pytest.mark.parametrize("celery_calls_hook", [True, False], ids=["celery>=5.7", "celery<5.7"])
+def test_broken_connection_is_reset_whatever_the_celery_version(
+    celery_app_factory: Any, monkeypatch: pytest.MonkeyPatch, celery_calls_hook: bool,
+) -> None:
+    """Celery < 5.7 has no retry hook: the backend then resets the connection itself."""
+    from django_celery_results.backends import database
+
+    monkeypatch.setattr(database, "CELERY_CALLS_RETRY_HOOK", celery_calls_hook)
+    backend = celery_app_factory().backend
+    _kill_own_connection()
+    with pytest.raises(DatabaseError):
+        backend._store_result("reset-1", 1, states.SUCCESS)  # a retry loop's first attempt
+    if celery_calls_hook:
+        backend.on_backend_retryable_error(DatabaseError())  # what Celery >= 5.7 does next
+    backend._store_result("reset-1", 1, states.SUCCESS)  # the retry
+    assert TaskResult.objects.get(task_id="reset-1").status == states.SUCCESS

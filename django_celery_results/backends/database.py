@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import maybe_signature, states
-from celery.backends.base import BaseDictBackend
+from celery.backends.base import Backend, BaseDictBackend
 from celery.exceptions import ChordError, TimeoutError
 from celery.result import GroupResult, allow_join_result, result_from_tuple
 from celery.utils.log import get_logger
@@ -23,6 +24,27 @@ if TYPE_CHECKING:
     from ..models import GroupResult as GroupResultModel
 
 logger = get_logger(__name__)
+
+#: Celery >= 5.7 calls ``on_backend_retryable_error`` before each retry. Older
+#: releases retry without it, so the backend resets broken connections itself.
+CELERY_CALLS_RETRY_HOOK = hasattr(Backend, "on_backend_retryable_error")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def resets_broken_connections(method: F) -> F:
+    """On a transient error, reset the routed connections before Celery retries (Celery < 5.7)."""
+
+    @wraps(method)
+    def call(self: DatabaseBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not CELERY_CALLS_RETRY_HOOK and engines.is_transient_error(exc):
+                self.on_backend_retryable_error(exc)
+            raise
+
+    return call  # type: ignore[return-value]
 
 #: The columns Celery's meta is built from.
 META_COLUMNS = (
@@ -128,6 +150,7 @@ class DatabaseBackend(BaseDictBackend):
 
     # -- tasks ----------------------------------------------------------------
 
+    @resets_broken_connections
     def _store_result(
         self,
         task_id: str,
@@ -165,6 +188,7 @@ class DatabaseBackend(BaseDictBackend):
         )
         self.TaskModel._default_manager.insert_if_absent(values)
 
+    @resets_broken_connections
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
         rows = self.TaskModel._default_manager.filter(task_id=task_id).order_by().values(*META_COLUMNS)[:1]
         row = next(iter(rows), None)
@@ -266,11 +290,13 @@ class DatabaseBackend(BaseDictBackend):
         """True when a row exists for ``task_id`` (even a PENDING one)."""
         return self.TaskModel._default_manager.filter(task_id=task_id).exists()
 
+    @resets_broken_connections
     def _forget(self, task_id: str) -> None:
         self.TaskModel._default_manager.delete_task(task_id)
 
     # -- groups ---------------------------------------------------------------
 
+    @resets_broken_connections
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
         content_type, content_encoding, text = self.encode_content(result.as_tuple())
         self.GroupModel._default_manager.store_group_result(
@@ -278,6 +304,7 @@ class DatabaseBackend(BaseDictBackend):
         )
         return result
 
+    @resets_broken_connections
     def _restore_group(self, group_id: str) -> dict[str, Any] | None:
         group = self.GroupModel._default_manager.get_group(group_id)
         if group is None:
@@ -289,6 +316,7 @@ class DatabaseBackend(BaseDictBackend):
             "date_done": group.date_done,
         }
 
+    @resets_broken_connections
     def _delete_group(self, group_id: str) -> None:
         self.GroupModel._default_manager.delete_group(group_id)
 
