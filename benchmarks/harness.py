@@ -13,14 +13,16 @@ from typing import Any
 from celery import Celery
 
 SETTINGS_MODULE = "benchmarks.settings"
+#: Settings of the ``admin`` figure: the admin site, on its own scratch database.
+ADMIN_SETTINGS_MODULE = "benchmarks.admin_settings"
 #: Seconds a child process may take before the figure fails.
 CHILD_TIMEOUT = 900
 
 
-def setup(engine: str) -> None:
+def setup(engine: str, settings_module: str = SETTINGS_MODULE) -> None:
     """Point Django at the benchmark settings for ``engine`` and set it up (children inherit it)."""
     os.environ["DCR_BENCH_ENGINE"] = engine
-    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     import django
 
     django.setup()

@@ -3,10 +3,16 @@
 Usage, from the project root::
 
     .venv/bin/python benchmarks/run.py --engine sqlite|postgresql|mysql [--quick] [--markdown]
+    .venv/bin/python benchmarks/run.py --engine postgresql|mysql|sqlite --only admin [--admin-rows N]
 
 Creates and migrates the scratch database ``dcr_bench`` (a file under
 ``.cache`` for SQLite), measures through Celery's public API, prints a table
 and one JSON line per figure, and drops the database again.
+
+The ``admin`` figure (``benchmarks/admin_scale.py``: the task-result admin
+over a million rows, through Django's test Client) is not part of a default
+run: it takes minutes, and runs alone (``--only admin``) on a scratch
+database of its own, ``dcr_bench_admin``, with the admin site installed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``benchmarks`` and the package importable
     sys.path.insert(0, str(ROOT))
+
+
+#: The figure that runs alone, on its own database (``benchmarks/admin_scale.py``).
+ADMIN = "admin"
 
 
 def log(message: str) -> None:
@@ -108,17 +118,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), required=True)
     parser.add_argument("--quick", action="store_true", help="fewer calls and 20k cleanup rows")
-    parser.add_argument("--only", nargs="*", metavar="FIGURE", help="run only these figures")
+    parser.add_argument(
+        "--only", nargs="*", metavar="FIGURE",
+        help=f"run only these figures; '{ADMIN}' (not in a default run) must be alone",
+    )
+    parser.add_argument(
+        "--admin-rows", type=int, default=None, metavar="N",
+        help="task results the admin figure fills (default 1,000,000; 100,000 with --quick)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument(
         "--no-upstream", dest="upstream", action="store_false",
         help="skip the upstream 2.6.0 column (otherwise pip downloads its wheel once, into .cache)",
     )
     options = parser.parse_args(argv)
+    admin_run = ADMIN in (options.only or ())
+    if admin_run and set(options.only) != {ADMIN}:
+        parser.error(f"the {ADMIN} figure runs alone, on its own scratch database: --only {ADMIN}")
 
-    from benchmarks.harness import make_app, setup
+    from benchmarks.harness import ADMIN_SETTINGS_MODULE, SETTINGS_MODULE, make_app, setup
 
-    setup(options.engine)
+    setup(options.engine, ADMIN_SETTINGS_MODULE if admin_run else SETTINGS_MODULE)
     from django.db import connection
 
     from benchmarks import figures, report, upstream
@@ -133,13 +153,19 @@ def main(argv: list[str] | None = None) -> int:
         "latency": figures.latency,
         "memory": figures.memory,
     }
-    unknown = set(options.only or ()) - set(steps)
+    unknown = set(options.only or ()) - set(steps) - {ADMIN}
     if unknown:
-        parser.error(f"unknown figures {sorted(unknown)}; choose from {sorted(steps)}")
+        parser.error(f"unknown figures {sorted(unknown)}; choose from {sorted([*steps, ADMIN])}")
+    if admin_run:
+        from benchmarks import admin_scale
+
+        rows = options.admin_rows or (admin_scale.ROWS // 10 if options.quick else admin_scale.ROWS)
+        steps = {ADMIN: lambda bench: admin_scale.admin(rows)}
+        options.upstream = False  # upstream has no admin figure to compare with
 
     sizes = figures.Sizes.quick() if options.quick else figures.Sizes.full()
-    log(f"creating and migrating the scratch database on {options.engine}")
     name = connection.settings_dict["NAME"]
+    log(f"creating and migrating the scratch database {name} on {options.engine}")
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     results: list[figures.Figure] = []
     failed = False

@@ -227,6 +227,17 @@ def result_listener(alias: str) -> Iterator[ResultListener | None]:
         listener.close()
 
 
+def indexed_prefix_lookup(connection: BaseDatabaseWrapper) -> str:
+    """The ``startswith`` lookup that can use a varchar column's index.
+
+    Django's ``startswith`` on MySQL compares with ``LIKE BINARY``, which the
+    (case-insensitive) index cannot serve; ``istartswith`` is a plain ``LIKE``
+    there. On PostgreSQL ``startswith`` is served by the ``_like`` pattern
+    index Django creates beside the unique constraint.
+    """
+    return "istartswith" if connection.vendor == "mysql" else "startswith"
+
+
 def filter_exactly(rows: Any, field: str, values: Sequence[str]) -> Any:
     """``rows`` whose ``field`` equals one of ``values`` character for character.
 

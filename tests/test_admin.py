@@ -576,3 +576,20 @@ def test_group_changelist_never_selects_distinct(admin_client: Client, params: d
     assert response.status_code == 200
     assert response.context["cl"].result_count > 0
     assert not [q["sql"] for q in ctx.captured_queries if "DISTINCT" in q["sql"].upper()]
+
+
+@pytest.mark.django_db
+def test_search_by_task_id_prefix_finds_the_task(admin_client: Any) -> None:
+    """A term that looks like the start of a task id goes through the task_id index."""
+    from django_celery_results.models import TaskResult
+
+    for task_id in ("3f2a9c1e-aaaa-4bbb-8ccc-000000000001", "77777777-aaaa-4bbb-8ccc-000000000002"):
+        TaskResult.objects.store_result("application/json", "utf-8", task_id, "1", "SUCCESS")
+    response = admin_client.get("/admin/django_celery_results/taskresult/", {"q": "3f2a9c1e-aa"})
+    assert response.status_code == 200
+    assert "3f2a9c1e-aaaa-4bbb-8ccc-000000000001" in response.content.decode()
+    assert "77777777-aaaa" not in response.content.decode()
+    # A term that is no id prefix still searches the other fields.
+    TaskResult.objects.filter(task_id__startswith="7777").update(task_name="proj.reports.nightly")
+    found = admin_client.get("/admin/django_celery_results/taskresult/", {"q": "nightly"})
+    assert "77777777-aaaa" in found.content.decode()

@@ -1,0 +1,6 @@
+"""URL conf of the ``admin`` figure: the admin site only."""
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [path("admin/", admin.site.urls)]
