@@ -20,6 +20,7 @@ from kombu.exceptions import ContentDisallowed
 from django_celery_results.backends.database import DatabaseBackend
 from django_celery_results.models import ChordCounter, TaskResult
 from django_celery_results.models import GroupResult as GroupResultModel
+from tests.brokers import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -239,15 +240,7 @@ def _finish_part(app: Any, group_id: str, part: AsyncResult, callback: Any, stat
 
 
 def _published(app: Any) -> list[Any]:
-    messages = []
-    with app.connection_for_read() as conn, conn.SimpleQueue("celery") as queue:
-        while True:
-            try:
-                message = queue.get(timeout=0.2)
-            except queue.Empty:
-                return messages
-            messages.append(message)
-            message.ack()
+    return drain(app.connection_for_read())
 
 
 def test_chord_sends_callback_once_with_all_results(app: Any) -> None:

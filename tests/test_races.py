@@ -16,6 +16,7 @@ from kombu import Connection
 
 from django_celery_results.engines import state_rank
 from django_celery_results.models import ChordCounter, TaskResult
+from tests.brokers import drain
 from tests.conftest import make_app
 from tests.processes import run_in_processes
 from tests.race_targets import finish_parts, value_of, write_states
@@ -55,18 +56,10 @@ def test_interleaved_state_writes_end_in_the_highest_precedence_state() -> None:
 
 
 def _callbacks(broker_dir: Path) -> list[Any]:
-    messages = []
-    with Connection("filesystem://", transport_options={
+    return drain(Connection("filesystem://", transport_options={
         "data_folder_in": str(broker_dir), "data_folder_out": str(broker_dir),
         "control_folder": str(broker_dir / "control"),
-    }) as conn, conn.SimpleQueue("celery") as queue:
-        while True:
-            try:
-                message = queue.get(timeout=0.2)
-            except queue.Empty:
-                return messages
-            messages.append(message)
-            message.ack()
+    }))
 
 
 @pytest.mark.parametrize("round_", range(3))
