@@ -31,39 +31,16 @@ INSTALLED_APPS = ["django_celery_results"]
 
 
 def database(engine: str) -> dict[str, Any]:
-    """The ``DATABASES["default"]`` entry: the scratch database on ``engine``'s server."""
-    if engine == "postgresql":
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": SCRATCH_NAME,
-            "USER": os.environ.get("PGUSER", "postgres"),
-            "PASSWORD": os.environ.get("PGPASSWORD", ""),
-            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
-            "PORT": os.environ.get("PGPORT", "5432"),
-            "TEST": {"NAME": SCRATCH_NAME},
-        }
-    if engine == "mysql":
-        return {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": SCRATCH_NAME,
-            "USER": os.environ.get("MYSQL_USER", "root"),
-            "PASSWORD": os.environ.get("MYSQL_PWD", ""),
-            "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
-            "PORT": os.environ.get("MYSQL_TCP_PORT", "3306"),
-            "OPTIONS": {
-                "charset": "utf8mb4",
-                "init_command": "SET sql_mode='STRICT_ALL_TABLES'",
-                "isolation_level": "read committed",
-            },
-            "TEST": {"NAME": SCRATCH_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_general_ci"},
-        }
-    # A file, not memory: the processes of the chord and latency figures share it.
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(SQLITE_PATH),
-        "TEST": {"NAME": str(SQLITE_PATH)},
-        "OPTIONS": {"timeout": 30},
-    }
+    """The ``DATABASES["default"]`` entry: the test settings' server, the scratch database."""
+    from tests.settings import database as test_database
+
+    entry = test_database(engine)
+    if engine == "sqlite":
+        # A file, not memory: the processes of the chord and latency figures share it.
+        entry.update(NAME=str(SQLITE_PATH), TEST={"NAME": str(SQLITE_PATH)})
+    else:
+        entry.update(NAME=SCRATCH_NAME, TEST={**entry.get("TEST", {}), "NAME": SCRATCH_NAME})
+    return entry
 
 
 DATABASES = {"default": database(ENGINE)}

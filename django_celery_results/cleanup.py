@@ -9,15 +9,16 @@ a time (``delete_batches()``), one short transaction per batch.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.utils.time import maybe_timedelta
-from django.db import models, router, transaction
+from django.db import models, router
 
 from . import engines
 from .conf import app_settings
+from .managers import delete_oldest_first
 from .models import ChordCounter, GroupResult, TaskResult
 from .utils import now
 
@@ -73,9 +74,9 @@ class Cleanup:
         manager = TaskResult.objects if kind == TASKS else GroupResult.objects
         selected = manager.get_queryset().using(alias).done_before(self.before)
         if kind == TASKS and self.statuses:
-            selected = exactly_one_of(selected, "status", self.statuses)
+            selected = engines.filter_exactly(selected, "status", self.statuses)
         if kind == TASKS and self.task_names:
-            selected = exactly_one_of(selected, "task_name", self.task_names)
+            selected = engines.filter_exactly(selected, "task_name", self.task_names)
         return selected
 
     def count(self) -> dict[str, int]:
@@ -103,39 +104,6 @@ class Cleanup:
             deleted[kind] += count
         return deleted
 
-
-def exactly_one_of(rows: models.QuerySet, field: str, values: tuple[str, ...]) -> models.QuerySet:
-    """The ``rows`` whose ``field`` equals one of ``values`` character for character."""
-    return engines.filter_exactly(rows, field, values)
-
-
-def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> Iterator[int]:
-    """Delete ``rows`` oldest first, ``size`` at a time; yield each batch's count after its commit.
-
-    Each batch reads at most ``size`` primary keys through the index on
-    ``date_field`` and deletes them in the same short transaction, so locks
-    stay brief and memory is bounded by the batch. The DELETE repeats the
-    selection's conditions: a row written again between the two statements
-    is not expired any more and stays. The next batch starts its index scan
-    at the last date seen, not at the start of the range, where PostgreSQL
-    keeps the dead index entries of the batches already deleted until vacuum.
-    """
-    alias = rows.db
-    oldest: object = None
-    while True:
-        with transaction.atomic(using=alias):
-            batch = list(next_batch(rows, date_field, size, oldest))
-            if not batch:
-                return
-            deleted, _ = rows.filter(pk__in=[pk for pk, _ in batch]).delete()
-        oldest = batch[-1][1]
-        yield deleted
-
-
-def next_batch(rows: models.QuerySet, date_field: str, size: int, oldest: object = None) -> models.QuerySet:
-    """Keys and dates of the ``size`` oldest ``rows``, dated ``oldest`` or later when given."""
-    page = rows if oldest is None else rows.filter(**{f"{date_field}__gte": oldest})
-    return page.order_by(date_field).values_list("pk", date_field)[:size]
 
 
 def delete_expired_results(

@@ -6,7 +6,7 @@ import enum
 import json
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from functools import cache, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -144,8 +144,12 @@ class ResultManager(models.Manager[M]):
     def delete_expired(
         self, expires: timedelta | float | int, batch_size: int | None = None,
     ) -> int:
-        """Delete rows older than ``expires`` in short batches; return how many went."""
-        return delete_in_batches(self.get_all_expired(expires), batch_size)
+        """Delete rows older than ``expires`` in short batches, oldest first; return how many went.
+
+        The batching of ``celery_results_cleanup`` and ``backend.cleanup()``.
+        """
+        size = batch_size or app_settings.cleanup_batch_size
+        return sum(delete_oldest_first(self.get_all_expired(expires), "date_done", size))
 
 
 def outside_transaction(alias: str, write: Callable[[], Any]) -> Any:
@@ -175,23 +179,33 @@ def outside_transaction(alias: str, write: Callable[[], Any]) -> Any:
     return outcome.get("value")
 
 
-def delete_in_batches(queryset: models.QuerySet, batch_size: int | None = None) -> int:
-    """Delete ``queryset`` a batch of primary keys at a time, each in its own transaction.
+def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> Iterator[int]:
+    """Delete ``rows`` oldest first, ``size`` at a time; yield each batch's count after its commit.
 
-    Short transactions keep locks brief on a busy table, and memory stays
-    bounded by the batch, not by the number of rows.
+    Each batch reads at most ``size`` primary keys through the index on
+    ``date_field`` and deletes them in the same short transaction, so locks
+    stay brief and memory is bounded by the batch. The DELETE repeats the
+    selection's conditions: a row written again between the two statements
+    is not expired any more and stays. The next batch starts its index scan
+    at the last date seen, not at the start of the range, where PostgreSQL
+    keeps the dead index entries of the batches already deleted until vacuum.
     """
-    size = batch_size or app_settings.cleanup_batch_size
-    alias = queryset.db
-    keys = queryset.order_by().values_list("pk", flat=True)
-    deleted = 0
+    alias = rows.db
+    oldest: object = None
     while True:
         with transaction.atomic(using=alias):
-            batch = list(keys[:size])
+            batch = list(next_batch(rows, date_field, size, oldest))
             if not batch:
-                return deleted
-            count, _ = queryset.model._base_manager.using(alias).filter(pk__in=batch).delete()
-            deleted += count
+                return
+            deleted, _ = rows.filter(pk__in=[pk for pk, _ in batch]).delete()
+        oldest = batch[-1][1]
+        yield deleted
+
+
+def next_batch(rows: models.QuerySet, date_field: str, size: int, oldest: object = None) -> models.QuerySet:
+    """Keys and dates of the ``size`` oldest ``rows``, dated ``oldest`` or later when given."""
+    page = rows if oldest is None else rows.filter(**{f"{date_field}__gte": oldest})
+    return page.order_by(date_field).values_list("pk", date_field)[:size]
 
 
 class TaskResultManager(ResultManager["TaskResult"]):
@@ -337,7 +351,6 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
         """Counters as the write alias has them (never a lagging replica)."""
         return self.model._base_manager.using(router.db_for_write(self.model))
 
-    _rows = for_write
 
     def start(self, group_id: str, sub_tasks: str, count: int) -> None:
         """Create the counter of a chord, or reset it when the group id is applied again.
@@ -365,7 +378,7 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
         text = models.TextField()
         counted = Coalesce("counted_parts", Value("|", output_field=text))
         finished = Length(counted) - Length(Replace(counted, Value("|", output_field=text))) - 1
-        self._rows().filter(group_id=group_id).update(
+        self.for_write().filter(group_id=group_id).update(
             count=Greatest(Value(size) - finished, Value(0)),
         )
 
@@ -380,7 +393,7 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
             default=Concat(body, Value(", ", output_field=text), item, Value("]"), output_field=text),
             output_field=text,
         )
-        self._rows().filter(group_id=group_id).update(count=models.F("count") + 1, sub_tasks=appended)
+        self.for_write().filter(group_id=group_id).update(count=models.F("count") + 1, sub_tasks=appended)
 
     def part_done(self, group_id: str, task_id: str) -> PartOutcome:
         """Count one finished part of ``group_id``'s header, once per part id.
@@ -389,7 +402,7 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
         UPDATE, which only one process can win: each UPDATE is atomic on every
         engine (row lock, or SQLite's database lock), so the callback fires once.
         """
-        fresh = self._rows().filter(group_id=group_id).exclude(counted_parts__contains=f"|{task_id}|")
+        fresh = self.for_write().filter(group_id=group_id).exclude(counted_parts__contains=f"|{task_id}|")
         text = models.TextField()
         mark = Concat(
             Coalesce("counted_parts", Value("|", output_field=text)),
@@ -400,14 +413,14 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
             return PartOutcome.COUNTED
         if fresh.filter(count=1).update(count=0, counted_parts=mark):
             return PartOutcome.LAST
-        if self._rows().filter(group_id=group_id).exists():
+        if self.for_write().filter(group_id=group_id).exists():
             return PartOutcome.ALREADY
         return PartOutcome.NO_COUNTER
 
     def dateless(self) -> models.QuerySet:
         """Counters without a creation date (inserted by code that predates the column)."""
-        return self._rows().filter(date_created__isnull=True)
+        return self.for_write().filter(date_created__isnull=True)
 
     def created_before(self, moment: datetime) -> models.QuerySet:
         """Counters of chords applied before ``moment`` (abandoned, or long finished)."""
-        return self._rows().filter(date_created__lt=moment)
+        return self.for_write().filter(date_created__lt=moment)

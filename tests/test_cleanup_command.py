@@ -28,7 +28,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_celery_results import cleanup
+from django_celery_results import cleanup, managers
 from django_celery_results.management.commands.celery_results_cleanup import describe_age, parse_age
 from django_celery_results.models import ChordCounter, GroupResult, TaskResult
 from django_celery_results.utils import now
@@ -704,7 +704,7 @@ def batch_plan() -> str:
             cursor.fetchall()
     rows = cleanup.Cleanup(before=now() - timedelta(days=1)).rows(cleanup.TASKS)
     options = {"format": "JSON"} if connection.vendor == "mysql" else {}
-    return cleanup.next_batch(rows, "date_done", 1000).explain(**options)
+    return managers.next_batch(rows, "date_done", 1000).explain(**options)
 
 
 @db
