@@ -81,6 +81,7 @@ from django.utils.translation import ngettext
 from kombu.exceptions import OperationalError
 
 from . import engines
+from .codec import printable, unescape_text
 from .conf import app_settings
 from .models import GroupResult, TaskResult
 
@@ -124,6 +125,7 @@ def pretty_text(text: str | None, *, json_text: bool, empty: str = "-") -> SafeS
     and anything else (base64 pickle, ``repr`` text of old rows, tracebacks)
     is shown exactly as stored. Every character of ``text`` is escaped.
     """
+    text = unescape_text(text)  # what the task stored, not its escaped storage form
     if text is None or text == "":
         return empty
     shown = text
@@ -135,7 +137,7 @@ def pretty_text(text: str | None, *, json_text: bool, empty: str = "-") -> SafeS
     return format_html(
         '<pre class="dcr-pretty" style="white-space: pre-wrap; overflow-wrap: anywhere; '
         'margin: 0">{}</pre>',
-        shown,
+        printable(shown),
     )
 
 

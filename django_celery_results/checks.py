@@ -192,6 +192,30 @@ def sql_mode_issues(alias: str) -> list[CheckMessage]:
     ]
 
 
+# -- W004: results larger than one statement may be ------------------------------
+
+
+def statement_size_issues(alias: str) -> list[CheckMessage]:
+    """W004 when the server refuses statements as large as ``MAX_RESULT_SIZE`` (MySQL/MariaDB)."""
+    limit = engines.statement_size_limit(connections[alias])
+    wanted = app_settings.max_result_size
+    if limit is None or limit >= wanted:
+        return []
+    return [
+        CheckWarning(
+            f"Celery results are written through database {alias!r}, whose server accepts statements "
+            f"of at most {limit} bytes (max_allowed_packet): a result larger than that is refused, "
+            f"and DJANGO_CELERY_RESULTS['MAX_RESULT_SIZE'] says results may take {wanted} bytes.",
+            hint=(
+                "Raise max_allowed_packet on the server (SET GLOBAL max_allowed_packet = ...; and in "
+                "its configuration file), or lower MAX_RESULT_SIZE to the size your results really take."
+            ),
+            obj=alias,
+            id=f"{APP_LABEL}.W004",
+        )
+    ]
+
+
 # -- the registered check ------------------------------------------------------
 
 
@@ -201,7 +225,7 @@ def check_results_databases(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    """W001, W002 and W003 for each requested alias the results use.
+    """W001 to W004 for each requested alias the results use.
 
     A server that cannot be reached yields an info (I001), not an error:
     the check cannot tell, and ``migrate`` will say it soon enough.
@@ -222,6 +246,7 @@ def check_results_databases(
                 issues.extend(key_length_issues(alias))
             if alias in writes:
                 issues.extend(sql_mode_issues(alias))
+                issues.extend(statement_size_issues(alias))
         except DatabaseError as exc:
             issues.append(
                 Info(

@@ -42,9 +42,10 @@ class Cleanup:
 
     ``statuses`` and ``task_names`` narrow the task results only: group
     results and chord counters have neither, so ``groups`` and ``chords``
-    say whether they are cleaned at all. A chord counter older than the
-    cutoff belongs to a chord that completed or was abandoned (a part was
-    lost). ``database`` overrides the routers' write alias for every table.
+    say whether they are cleaned at all. A completed chord counter older than
+    the cutoff goes; one still waiting for parts only once it is also older
+    than ``WAITING_CHORD_EXPIRES``. ``database`` overrides the routers' write
+    alias for every table.
     """
 
     before: datetime
@@ -70,7 +71,7 @@ class Cleanup:
         """The rows of ``kind`` this cleanup deletes."""
         alias = self.alias(kind)
         if kind == CHORDS:
-            return ChordCounter.objects.created_before(self.before).using(alias)
+            return ChordCounter.objects.expired(self.before).using(alias)
         manager = TaskResult.objects if kind == TASKS else GroupResult.objects
         selected = manager.get_queryset().using(alias).done_before(self.before)
         if kind == TASKS and self.statuses:

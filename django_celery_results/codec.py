@@ -10,10 +10,10 @@ older rows unreadable.
 from __future__ import annotations
 
 import binascii
-import json
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from celery import states
 from celery.utils.serialization import b64decode, b64encode
@@ -33,25 +33,45 @@ PROTOCOL_KEYS = frozenset({
 })
 
 
-#: Prefix of a traceback stored escaped. PostgreSQL rejects NUL characters in
-#: text columns, so a traceback holding one is stored as this prefix plus its
-#: JSON form; a traceback that happens to start with the prefix is escaped too,
-#: so every value reads back exactly.
-ESCAPED_TEXT_PREFIX = "\u2063dcr-json:"
+#: Prefix of a text stored escaped. No engine stores lone UTF-16 surrogates
+#: (common in exception messages holding file names: ``os.fsdecode``), and
+#: PostgreSQL rejects NUL characters in text columns; a text holding either is
+#: stored as this prefix plus its ASCII ``unicode_escape`` form, which (unlike
+#: JSON) tells a surrogate pair from the astral character it would encode. A
+#: text that happens to start with the prefix is escaped too, so every value
+#: reads back exactly.
+ESCAPED_TEXT_PREFIX = "\u2063dcr-esc:"
+
+#: Characters that make a text unstorable as is.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def needs_escape(value: str) -> bool:
+    """Whether ``value`` holds a character some engine cannot store (NUL, a lone surrogate)."""
+    return _UNSTORABLE.search(value) is not None
+
+
+@overload
+def escape_text(value: str) -> str: ...
+@overload
+def escape_text(value: None) -> None: ...
 def escape_text(value: str | None) -> str | None:
     """``value`` as storable text on every engine (see :data:`ESCAPED_TEXT_PREFIX`)."""
-    if value is None or ("\x00" not in value and not value.startswith(ESCAPED_TEXT_PREFIX)):
+    if value is None or (not needs_escape(value) and not value.startswith(ESCAPED_TEXT_PREFIX)):
         return value
-    return ESCAPED_TEXT_PREFIX + json.dumps(value)
+    return ESCAPED_TEXT_PREFIX + value.encode("unicode_escape").decode("ascii")
 
 
 def unescape_text(value: str | None) -> str | None:
     """The exact text :func:`escape_text` was given."""
     if value is None or not value.startswith(ESCAPED_TEXT_PREFIX):
         return value
-    return str(json.loads(value[len(ESCAPED_TEXT_PREFIX):]))
+    return value[len(ESCAPED_TEXT_PREFIX):].encode("ascii").decode("unicode_escape")
+
+
+def printable(value: str) -> str:
+    """``value`` with each NUL and lone surrogate written as its backslash escape, for pages."""
+    return _UNSTORABLE.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), value)
 
 
 class Codec:
@@ -87,6 +107,7 @@ class Codec:
 
     def decode(self, content_type: str, content_encoding: str, text: str | None) -> Any:
         """Decode one stored column; empty columns decode to ``None``."""
+        text = unescape_text(text)
         if not text:
             return None
         payload: str | bytes = b64decode(text) if content_encoding == BINARY else text
@@ -154,7 +175,7 @@ def task_values(
         "content_type": content_type,
         "content_encoding": content_encoding,
         "result": result_text,
-        "traceback": escape_text(traceback),
+        "traceback": traceback,
         "meta": codec.encode_meta(user_meta(request), children),
     }
     for name, value in request_fields(request, extended).items():
@@ -174,6 +195,7 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
     args = codec.decode_lenient(ctype, cenc, row.get("task_args"))
     kwargs = codec.decode_lenient(ctype, cenc, row.get("task_kwargs"))
     status = row["status"]
+    task_name = unescape_text(row.get("task_name"))
     date_done: datetime | None = row.get("date_done") if status in states.READY_STATES else None
     meta = {k: v for k, v in stored_meta.items() if k not in PROTOCOL_KEYS}
     meta.update(
@@ -183,16 +205,16 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
         traceback=unescape_text(row.get("traceback")),
         children=stored_meta.get("children"),
         date_done=date_done,
-        name=row.get("task_name"),
+        name=task_name,
         args=args,
         kwargs=kwargs,
-        worker=row.get("worker"),
-        periodic_task_name=row.get("periodic_task_name"),
+        worker=unescape_text(row.get("worker")),
+        periodic_task_name=unescape_text(row.get("periodic_task_name")),
         retries=row.get("retries"),
-        queue=row.get("queue"),
+        queue=unescape_text(row.get("queue")),
         date_started=row.get("date_started"),
         # The names upstream returned as well; kept for code that reads them.
-        task_name=row.get("task_name"),
+        task_name=task_name,
         task_args=args,
         task_kwargs=kwargs,
     )

@@ -7,11 +7,15 @@ follow.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from celery.utils.time import maybe_timedelta
 from django.conf import settings
 
 DEFAULT_TASK_ID_MAX_LENGTH = 255
+DEFAULT_WAITING_CHORD_EXPIRES = 7 * 24 * 3600
+DEFAULT_MAX_RESULT_SIZE = 4 * 1024 * 1024
 
 
 class AppSettings:
@@ -59,6 +63,24 @@ class AppSettings:
     def cleanup_batch_size(self) -> int:
         """``DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"]``: rows deleted per short transaction."""
         return int(self._options.get("CLEANUP_BATCH_SIZE", 1000))
+
+    @property
+    def waiting_chord_expires(self) -> timedelta:
+        """``DJANGO_CELERY_RESULTS["WAITING_CHORD_EXPIRES"]``: age (seconds) at which a chord still
+        waiting for parts is given up and its counter cleaned (default 7 days).
+
+        Longer than ``result_expires``: a chord may rightly run for longer than
+        its results are kept, and without its counter it can never complete.
+        """
+        return maybe_timedelta(self._options.get("WAITING_CHORD_EXPIRES", DEFAULT_WAITING_CHORD_EXPIRES))
+
+    @property
+    def max_result_size(self) -> int:
+        """``DJANGO_CELERY_RESULTS["MAX_RESULT_SIZE"]``: bytes a stored result may take (default 4 MiB).
+
+        Only read by system check W004, which compares it with MySQL's ``max_allowed_packet``.
+        """
+        return int(self._options.get("MAX_RESULT_SIZE", DEFAULT_MAX_RESULT_SIZE))
 
 
 app_settings = AppSettings()

@@ -8,13 +8,13 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
-from functools import cache, wraps
+from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import states
 from celery.utils.time import maybe_timedelta
 from django.conf import settings
-from django.db import connections, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, Value, When
 from django.db.models.functions import Coalesce, Concat, Greatest, Length, Replace, Substr
@@ -22,8 +22,8 @@ from django.utils import timezone
 
 from . import engines
 from .conf import app_settings
-from .exceptions import ValueTooLong
 from .utils import now
+from .values import check_id, check_size, storable
 
 if TYPE_CHECKING:
     # Named in string form by the generic manager bases below.
@@ -75,25 +75,6 @@ def _drop_broken_connections() -> None:
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close_if_unusable_or_obsolete()
-
-
-def check_lengths(model: type[models.Model], values: Mapping[str, Any]) -> None:
-    """Raise :class:`ValueTooLong` for any value longer than its column.
-
-    Done in Python for every engine: SQLite does not enforce lengths and MySQL
-    in non-strict mode truncates silently.
-    """
-    limits = _length_limits(model)
-    for name, value in values.items():
-        limit = limits.get(name)
-        if limit is not None and isinstance(value, str) and len(value) > limit:
-            raise ValueTooLong(model.__name__, name, limit, len(value))
-
-
-@cache
-def _length_limits(model: type[models.Model]) -> dict[str, int]:
-    limits = {field.name: getattr(field, "max_length", None) for field in model._meta.concrete_fields}
-    return {name: limit for name, limit in limits.items() if limit}
 
 
 class ResultQuerySet(models.QuerySet):
@@ -152,14 +133,22 @@ class ResultManager(models.Manager[M]):
         return sum(delete_oldest_first(self.get_all_expired(expires), "date_done", size))
 
 
-def outside_transaction(alias: str, write: Callable[[], Any]) -> Any:
+def outside_transaction(alias: str, write: Callable[[], Any], *, or_after_commit: bool = False) -> Any:
     """Run ``write`` so that it commits at once, even inside the caller's transaction.
 
     Inside an atomic block the write runs in a short-lived thread, which has
-    its own (autocommit) connection to ``alias``, closed afterwards.
+    its own (autocommit) connection to ``alias``, closed afterwards; no lock
+    it takes is held by the caller's transaction. Where a second writer would
+    wait for that transaction (SQLite), the write runs inside it, or, with
+    ``or_after_commit``, once it commits (and not at all if it rolls back).
     """
     connection = connections[alias]
-    if not connection.in_atomic_block or not engines.can_write_beside_a_transaction(connection):
+    if not connection.in_atomic_block:
+        return write()
+    if not engines.can_write_beside_a_transaction(connection):
+        if or_after_commit:
+            transaction.on_commit(write, using=alias)
+            return None
         return write()
     outcome: dict[str, Any] = {}
 
@@ -214,7 +203,7 @@ class TaskResultManager(ResultManager["TaskResult"]):
     def get_task(self, task_id: str) -> TaskResult:
         """The stored result, or an unsaved PENDING instance when there is none."""
         try:
-            return self.get(task_id=task_id)
+            return self.get(task_id=check_id(self.model, "task_id", task_id))
         except self.model.DoesNotExist:
             return self.model(task_id=task_id, status=states.PENDING)
 
@@ -242,7 +231,8 @@ class TaskResultManager(ResultManager["TaskResult"]):
         rule of :mod:`django_celery_results.engines`: a stored SUCCESS is kept, a
         ready state is not replaced by a progress state. ``date_started``
         may be passed; ``exception_retry_count`` sets the retry budget.
-        Returns an unsaved instance holding the values written.
+        Returns the row as the database holds it after the write (read from
+        the write alias): when the rule kept a stored state, that state.
         """
         values: dict[str, Any] = {
             "task_id": task_id,
@@ -259,8 +249,9 @@ class TaskResultManager(ResultManager["TaskResult"]):
             "worker": worker,
             "date_started": kwargs.get("date_started"),
         }
-        self.upsert(values, using=using)
-        return self.model(**values)
+        alias = using or router.db_for_write(self.model)
+        self.upsert(values, using=alias)
+        return self.get_queryset().using(alias).get(task_id=task_id)
 
     def upsert(self, values: Mapping[str, Any], using: str | None = None) -> None:
         """Write one task's columns with the single-statement upsert.
@@ -268,14 +259,14 @@ class TaskResultManager(ResultManager["TaskResult"]):
         ``date_started`` comes from Django's clock when STARTED is stored (the
         database's clock may run in another time zone).
         """
-        check_lengths(self.model, values)
         # Stored values need no local time zone (Django stores UTC); utils.now() converts.
         moment = timezone.now()
-        row = {**values, "date_done": moment, "date_created": moment}
+        row = storable(self.model, {**values, "date_done": moment, "date_created": moment})
         if row.get("date_started") is None and values["status"] == states.STARTED:
             row["date_started"] = moment
         alias = using or router.db_for_write(self.model)
         connection = connections[alias]
+        check_size(self.model, connection, row)
         sql = engines.upsert_task_sql(
             connection, self.model._meta.db_table, list(row), str(values["status"]),
         )
@@ -283,16 +274,24 @@ class TaskResultManager(ResultManager["TaskResult"]):
             cursor.execute(sql, engines.prepared(connection, self.model, row))
 
     def insert_if_absent(self, values: Mapping[str, Any], using: str | None = None) -> None:
-        """Insert one task's row unless the task id has one already (never overwrites)."""
-        check_lengths(self.model, values)
+        """Insert one task's row unless the task id has one already (never overwrites).
+
+        Committed at once, beside any transaction of the caller's (``PENDING_ON_PUBLISH``
+        runs inside views): a lock on the row held until the caller commits would
+        hold back the worker storing the task's next state.
+        """
         moment = now()
-        row = {**values, "date_done": moment, "date_created": moment}
-        engines.upsert_row(self.model, using or router.db_for_write(self.model), row, "task_id", [])
+        row = storable(self.model, {**values, "date_done": moment, "date_created": moment})
+        alias = using or router.db_for_write(self.model)
+        check_size(self.model, connections[alias], row)
+        outside_transaction(
+            alias, lambda: engines.upsert_row(self.model, alias, row, "task_id", []), or_after_commit=True,
+        )
 
     def delete_task(self, task_id: str) -> None:
         """Delete one task's row (``forget``); a missing row is not an error."""
         self.get_queryset().using(router.db_for_write(self.model)).filter(
-            task_id=task_id
+            task_id=check_id(self.model, "task_id", task_id)
         ).delete()
 
 
@@ -301,7 +300,7 @@ class GroupResultManager(ResultManager["GroupResult"]):
 
     def get_group(self, group_id: str) -> GroupResult | None:
         """The saved group, or ``None``."""
-        return self.filter(group_id=group_id).first()
+        return self.filter(group_id=check_id(self.model, "group_id", group_id)).first()
 
     @transaction_retry(max_retries=2)
     def store_group_result(
@@ -319,10 +318,10 @@ class GroupResultManager(ResultManager["GroupResult"]):
             "content_encoding": content_encoding,
             "result": result,
         }
-        check_lengths(self.model, values)
         moment = now()
-        row = {**values, "date_created": moment, "date_done": moment}
+        row = storable(self.model, {**values, "date_created": moment, "date_done": moment})
         alias = using or router.db_for_write(self.model)
+        check_size(self.model, connections[alias], row)
         engines.upsert_row(
             self.model, alias, row, "group_id", ["content_type", "content_encoding", "result", "date_done"],
         )
@@ -331,7 +330,7 @@ class GroupResultManager(ResultManager["GroupResult"]):
     def delete_group(self, group_id: str) -> None:
         """Delete a saved group; a missing group is not an error."""
         self.get_queryset().using(router.db_for_write(self.model)).filter(
-            group_id=group_id
+            group_id=check_id(self.model, "group_id", group_id)
         ).delete()
 
 
@@ -341,7 +340,7 @@ class PartOutcome(enum.Enum):
     COUNTED = "counted"      # more parts to go
     LAST = "last"            # this part completed the header: send the callback
     ALREADY = "already"      # counted before (a redelivery), or the chord already completed
-    NO_COUNTER = "no counter"  # the chord was never applied here, or its counter expired
+    NO_COUNTER = "no counter"  # never applied here, or its counter expired (told once per chord)
 
 
 class ChordCounterManager(models.Manager["ChordCounter"]):
@@ -360,7 +359,7 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
         written and committed on a connection of its own, so the header tasks
         find it however long the caller's transaction lasts.
         """
-        check_lengths(self.model, {"group_id": group_id})
+        check_id(self.model, "group_id", group_id)
         alias = router.db_for_write(self.model)
         row = {
             "group_id": group_id, "sub_tasks": sub_tasks, "count": count, "counted_parts": "|",
@@ -413,14 +412,38 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
             return PartOutcome.COUNTED
         if fresh.filter(count=1).update(count=0, counted_parts=mark):
             return PartOutcome.LAST
-        if self.for_write().filter(group_id=group_id).exists():
+        if self.for_write().filter(group_id=group_id).exists() or not self._record_missing(group_id):
             return PartOutcome.ALREADY
         return PartOutcome.NO_COUNTER
+
+    def _record_missing(self, group_id: str) -> bool:
+        """Leave a completed (count 0) counter for a chord that had none; True for the one caller that did.
+
+        The parts after the first to find the counter missing then find this
+        one, so the callback is failed once, not once per remaining part;
+        cleanup removes it like any completed counter.
+        """
+        alias = router.db_for_write(self.model)
+        try:
+            with transaction.atomic(using=alias):
+                self.model._base_manager.using(alias).create(
+                    group_id=group_id, sub_tasks="[]", count=0, counted_parts="|",
+                )
+        except IntegrityError:
+            return False
+        return True
 
     def dateless(self) -> models.QuerySet:
         """Counters without a creation date (inserted by code that predates the column)."""
         return self.for_write().filter(date_created__isnull=True)
 
-    def created_before(self, moment: datetime) -> models.QuerySet:
-        """Counters of chords applied before ``moment`` (abandoned, or long finished)."""
-        return self.for_write().filter(date_created__lt=moment)
+    def expired(self, moment: datetime) -> models.QuerySet:
+        """Counters cleanup removes: completed before ``moment``, or given up waiting.
+
+        A counter still waiting for parts stays until it is also older than
+        ``WAITING_CHORD_EXPIRES``: without it its chord could never complete.
+        """
+        given_up = min(moment, now() - app_settings.waiting_chord_expires)
+        return self.for_write().filter(
+            models.Q(date_created__lt=moment, count=0) | models.Q(date_created__lt=given_up)
+        )

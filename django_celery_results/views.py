@@ -1,25 +1,43 @@
 """JSON views of task and group states.
 
 Only authenticated users see them unless ``DJANGO_CELERY_RESULTS["PUBLIC_VIEWS"]``
-is on; tracebacks are shown to staff only. Unknown ids answer 404.
+is on; tracebacks are shown to staff only. Unknown ids, and ids no row can
+have, answer 404. Every answer is strict JSON (docs/getting-started.rst,
+"JSON status views"): non-finite floats become strings, and a stored row that
+cannot be read answers 200 with ``"result": null`` and an ``error``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from functools import wraps
+from textwrap import shorten
 from typing import Any
 
 from celery import current_app, states
-from celery.result import AsyncResult, GroupResult
+from celery.exceptions import SecurityError
+from celery.result import GroupResult
 from celery.utils import get_full_cls_name
 from django.http import HttpRequest, JsonResponse
+from kombu.exceptions import KombuError
 from kombu.utils.encoding import safe_repr
 
 from .conf import app_settings
+from .exceptions import StorageRefused
+
+logger = logging.getLogger(__name__)
 
 View = Callable[..., JsonResponse]
+
+#: What reading a stored task or group raises when its content is bad: text that does
+#: not decode or a content type ``accept_content`` refuses (kombu), a failure whose
+#: exception cannot be rebuilt (no ``exc_type``, not a mapping, not an exception class).
+UNREADABLE = (KombuError, SecurityError, TypeError, ValueError)
+
+#: Longest ``error`` text: a reason, however long the exception's message (which may quote the content).
+REASON_WIDTH = 200
 
 
 def results_access(view: View) -> View:
@@ -35,20 +53,73 @@ def results_access(view: View) -> View:
 
 
 def _json_safe(value: Any) -> Any:
-    """``value`` if JSON can carry it, else its safe ``repr``."""
+    """``value`` as strict JSON carries it: JSON's own encoding, then its non-finite numbers as strings.
+
+    ``inf``, ``-inf`` and ``nan``, at any depth, become ``"Infinity"``,
+    ``"-Infinity"`` and ``"NaN"``; a value JSON cannot encode at all becomes its ``repr``.
+    """
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
         return safe_repr(value)
-    return value
+    # json.dumps writes non-finite floats as the bare words Infinity, -Infinity and NaN.
+    return json.loads(text, parse_constant=str)
+
+
+def _reason(error: Exception) -> str:
+    """One short line for the ``error`` of a row that cannot be read."""
+    detail = f"{type(error).__name__}: {error}"
+    return shorten(f"stored result cannot be read ({detail})", REASON_WIDTH, placeholder="...)")
+
+
+def _stored_status(task_id: str) -> str | None:
+    """The status column of an unreadable row; None where the status is inside the content (cache)."""
+    model = getattr(current_app.backend, "TaskModel", None)
+    if model is None:
+        return None
+    rows = model._default_manager.filter(task_id=task_id).values_list("status", flat=True)
+    status: str | None = rows.first()
+    return status
+
+
+def _meta(task_id: str) -> dict[str, Any]:
+    """The task's meta from the backend; for a row that cannot be read, its stored status and an ``error``."""
+    try:
+        meta: dict[str, Any] = current_app.backend.get_task_meta(task_id)
+    except StorageRefused:
+        # Only a group member's id gets here: no row can have it, so it is PENDING as Celery says.
+        return {"status": states.PENDING, "result": None}
+    except UNREADABLE as error:
+        logger.warning("Task %r: its stored result cannot be read", task_id, exc_info=True)
+        return {"status": _stored_status(task_id), "result": None, "error": _reason(error)}
+    return meta
+
+
+def _outcome(meta: dict[str, Any]) -> dict[str, Any]:
+    """``status`` and the JSON-safe ``result`` (a ``repr`` for an exception), or the ``error``."""
+    status, value = meta["status"], meta["result"]
+    if "error" in meta:
+        return {"status": status, "result": None, "error": meta["error"]}
+    shown = safe_repr(value) if status in states.EXCEPTION_STATES else _json_safe(value)
+    return {"status": status, "result": shown}
+
+
+def _executed(task_id: str) -> dict[str, Any]:
+    """``{"id", "executed"}`` from the status alone, so an unreadable SUCCESS row still counts as run."""
+    meta = _meta(task_id)
+    answer = {"id": task_id, "executed": meta["status"] == states.SUCCESS}
+    return {**answer, "error": meta["error"]} if "error" in meta else answer
 
 
 def _task_known(task_id: str) -> bool:
     """Whether the configured result backend (django-db or django-cache) holds ``task_id``."""
     backend = current_app.backend
-    if hasattr(backend, "task_result_exists"):
+    if not hasattr(backend, "task_result_exists"):  # django-cache: an unreadable entry is known too
+        return _meta(task_id)["status"] != states.PENDING
+    try:
         return bool(backend.task_result_exists(task_id))
-    return backend.get_task_meta(task_id)["status"] != states.PENDING  # Celery < 5.7
+    except StorageRefused:
+        return False
 
 
 def _not_found(kind: str, ident: str) -> JsonResponse:
@@ -64,7 +135,7 @@ def is_task_successful(request: HttpRequest, task_id: str) -> JsonResponse:
     """``{"task": {"id": ..., "executed": bool}}``."""
     if not _task_known(task_id):
         return _not_found("task", task_id)
-    return JsonResponse({"task": {"id": task_id, "executed": AsyncResult(task_id).successful()}})
+    return JsonResponse({"task": _executed(task_id)})
 
 
 @results_access
@@ -72,40 +143,36 @@ def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
     """``{"task": {"id", "status", "result"}}``, plus ``exc`` (and ``traceback`` for staff) on failure."""
     if not _task_known(task_id):
         return _not_found("task", task_id)
-    result = AsyncResult(task_id)
-    state, value = result.state, result.result
-    data: dict[str, Any] = {"id": task_id, "status": state, "result": _json_safe(value)}
-    if state in states.EXCEPTION_STATES:
-        data["result"] = safe_repr(value)
-        data["exc"] = get_full_cls_name(type(value))
+    meta = _meta(task_id)
+    data = {"id": task_id, **_outcome(meta)}
+    if data["status"] in states.EXCEPTION_STATES and "error" not in data:
+        data["exc"] = get_full_cls_name(type(meta["result"]))
         if _may_see_tracebacks(request):
-            data["traceback"] = result.traceback
+            data["traceback"] = meta.get("traceback")
     return JsonResponse({"task": data})
 
 
-def _restore(group_id: str) -> GroupResult | None:
-    return GroupResult.restore(group_id)
+def _group_answer(group_id: str, member: Callable[[str], dict[str, Any]]) -> JsonResponse:
+    """``{"group": {"id", "results": [member(id) for each member]}}``; 404 when no group is saved."""
+    try:
+        group = GroupResult.restore(group_id, app=current_app)
+    except StorageRefused:
+        group = None
+    except UNREADABLE as error:
+        logger.warning("Group %r: its stored result cannot be read", group_id, exc_info=True)
+        return JsonResponse({"group": {"id": group_id, "results": None, "error": _reason(error)}})
+    if group is None:
+        return _not_found("group", group_id)
+    return JsonResponse({"group": {"id": group_id, "results": [member(r.id) for r in group.results]}})
 
 
 @results_access
 def is_group_successful(request: HttpRequest, group_id: str) -> JsonResponse:
     """``{"group": {"id", "results": [{"id", "executed"}]}}``."""
-    group = _restore(group_id)
-    if group is None:
-        return _not_found("group", group_id)
-    results = [{"id": r.id, "executed": r.successful()} for r in group.results]
-    return JsonResponse({"group": {"id": group_id, "results": results}})
+    return _group_answer(group_id, _executed)
 
 
 @results_access
 def group_status(request: HttpRequest, group_id: str) -> JsonResponse:
-    """``{"group": {"id", "results": [{"result", "status"}]}}``."""
-    group = _restore(group_id)
-    if group is None:
-        return _not_found("group", group_id)
-    results = []
-    for member in group.results:
-        value = member.result
-        shown = safe_repr(value) if member.status in states.EXCEPTION_STATES else _json_safe(value)
-        results.append({"id": member.id, "result": shown, "status": member.status})
-    return JsonResponse({"group": {"id": group_id, "results": results}})
+    """``{"group": {"id", "results": [{"id", "result", "status"}]}}``."""
+    return _group_answer(group_id, lambda task_id: {"id": task_id, **_outcome(_meta(task_id))})

@@ -8,6 +8,14 @@ from hypothesis import strategies as st
 #: surrogates cannot be encoded as UTF-8.
 safe_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 
+#: Any text Python can hold: NUL, lone surrogates and astral characters included,
+#: with a bias towards the characters some engine cannot store.
+any_text = st.lists(
+    st.characters(codec=None, exclude_categories=())
+    | st.sampled_from(["\x00", "\ud800", "\udce9", "\udfff"]),
+    max_size=40,
+).map("".join)
+
 json_scalars = st.none() | st.booleans() | st.integers() | safe_text | st.floats(
     allow_nan=False, allow_infinity=False
 )

@@ -244,6 +244,16 @@ def test_user_data_is_escaped_on_the_change_page(admin_client: Client) -> None:
     assert page.count(ESCAPED_XSS) >= 8
 
 
+def test_a_traceback_stored_escaped_shows_as_the_task_raised_it(admin_client: Client, backend: Any) -> None:
+    # A lone surrogate (a file name through os.fsdecode) and a NUL: stored escaped, shown as raised.
+    backend.mark_as_failure("odd-tb", ValueError("caf\udce9"), traceback=f"Traceback:\n  caf\udce9\x00 {XSS}")
+    row = TaskResult.objects.get(task_id="odd-tb")
+    page = html(admin_client.get(reverse(f"{TASKS}_change", args=[row.pk])))
+    assert "dcr-esc:" not in page and "<script>alert" not in page
+    # Characters a page cannot carry are shown as their escapes; the rest as raised, escaped.
+    assert f"caf\\udce9\\x00 {ESCAPED_XSS}" in page
+
+
 def test_user_data_is_escaped_on_the_changelist(admin_client: Client) -> None:
     task(task_name=XSS, worker=XSS, periodic_task_name=XSS, status=XSS)
     page = html(admin_client.get(reverse(f"{TASKS}_changelist")))

@@ -200,8 +200,13 @@ def test_cleanup_deletes_expired_results_groups_and_counters(celery_app_factory:
     long_ago = timezone.now() - timedelta(days=2)
     TaskResult.objects.filter(task_id__startswith="old").update(date_done=long_ago)
     GroupResultModel.objects.filter(group_id="old-group").update(date_done=long_ago)
+    ChordCounter.objects.create(group_id="completed", sub_tasks='[[["old-1", null], null]]', count=0)
+    ChordCounter.objects.filter(group_id="completed").update(date_created=long_ago)
+    # Still waiting for a part: kept past result_expires, until WAITING_CHORD_EXPIRES (7 days).
+    ChordCounter.objects.create(group_id="waiting", sub_tasks='[[["old-2", null], null]]', count=1)
+    ChordCounter.objects.filter(group_id="waiting").update(date_created=long_ago)
     ChordCounter.objects.create(group_id="abandoned", sub_tasks='[[["old-1", null], null]]', count=1)
-    ChordCounter.objects.filter(group_id="abandoned").update(date_created=long_ago)
+    ChordCounter.objects.filter(group_id="abandoned").update(date_created=timezone.now() - timedelta(days=8))
     ChordCounter.objects.create(group_id="alive", sub_tasks='[[["new-1", null], null]]', count=1)
     # A counter written by the code we replace has no date: it is kept, and its clock starts.
     ChordCounter.objects.create(group_id="dateless", sub_tasks="[]", count=1)
@@ -211,7 +216,7 @@ def test_cleanup_deletes_expired_results_groups_and_counters(celery_app_factory:
 
     assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["new-1"]
     assert not GroupResultModel.objects.exists()
-    assert sorted(ChordCounter.objects.values_list("group_id", flat=True)) == ["alive", "dateless"]
+    assert sorted(ChordCounter.objects.values_list("group_id", flat=True)) == ["alive", "dateless", "waiting"]
     assert ChordCounter.objects.get(group_id="dateless").date_created is not None
 
 
@@ -345,6 +350,19 @@ def test_part_of_an_unknown_chord_marks_the_callback_failed(app: Any) -> None:
     outcome = AsyncResult(callback.id, backend=app.backend)
     assert outcome.state == states.FAILURE
     assert "never-applied" in str(outcome.result) and "counter is missing" in str(outcome.result)
+
+
+def test_parts_of_a_chord_without_counter_fail_its_callback_once(app: Any) -> None:
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    callback.link_error(app.signature("proj.tasks.report_error"))
+    parts = [AsyncResult(celery_uuid(), app=app) for _ in range(4)]
+    for part in parts:
+        _finish_part(app, "counter-cleaned", part, callback)
+    errbacks = [m for m in _published(app) if m.headers["task"] == "proj.tasks.report_error"]
+    assert len(errbacks) == 1
+    assert AsyncResult(callback.id, backend=app.backend).state == states.FAILURE
+    # What the first part left behind is a completed counter: cleanup removes it like any other.
+    assert ChordCounter.objects.get(group_id="counter-cleaned").count == 0
 
 
 def test_a_non_final_part_is_one_statement(app: Any) -> None:

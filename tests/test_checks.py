@@ -1,4 +1,4 @@
-"""System checks W001-W003: database checks, for the aliases the results use."""
+"""System checks W001-W004: database checks, for the aliases the results use."""
 
 from __future__ import annotations
 
@@ -265,3 +265,20 @@ def test_key_limits_of_a_table_still_to_be_created() -> None:
         (default_format,) = cursor.fetchone()
     assert limits is not None and limits.row_format == default_format.upper()
     assert limits.bytes_per_char == 4  # the test database is utf8mb4
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_w004_when_the_server_refuses_results_as_large_as_configured() -> None:
+    limit = engines.statement_size_limit(connections["default"])
+    if ENGINE != "mysql":
+        assert limit is None  # no statement size limit near a result's size
+        with override_settings(DJANGO_CELERY_RESULTS={"MAX_RESULT_SIZE": 2**40}):
+            assert check_results_databases(databases=["default"]) == []
+        return
+    assert limit is not None
+    with override_settings(DJANGO_CELERY_RESULTS={"MAX_RESULT_SIZE": limit + 1}):
+        issues = check_results_databases(databases=["default"])
+    assert ids(issues) == [("django_celery_results.W004", "default")]
+    assert str(limit) in issues[0].msg and "max_allowed_packet" in str(issues[0].hint)
+    with override_settings(DJANGO_CELERY_RESULTS={"MAX_RESULT_SIZE": limit}):
+        assert check_results_databases(databases=["default"]) == []

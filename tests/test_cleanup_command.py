@@ -27,9 +27,15 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from django_celery_results import cleanup, managers
-from django_celery_results.management.commands.celery_results_cleanup import describe_age, parse_age
+from django_celery_results.management.commands.celery_results_cleanup import (
+    Command,
+    describe_age,
+    parse_age,
+)
 from django_celery_results.models import ChordCounter, GroupResult, TaskResult
 from django_celery_results.utils import now
 from tests.processes import database_settings
@@ -74,11 +80,11 @@ def add_groups(prefix: str, count: int, age: timedelta) -> list[str]:
     return ids
 
 
-def add_counters(prefix: str, count: int, age: timedelta | None) -> list[str]:
-    """Chord counters ``age`` old; ``None``: undated, as the code we replace inserts them."""
+def add_counters(prefix: str, count: int, age: timedelta | None, waiting: int = 0) -> list[str]:
+    """Counters of completed chords ``age`` old (``waiting``: parts still expected); ``None``: undated."""
     ids = [f"{prefix}:{n}" for n in range(count)]
     ChordCounter.objects.bulk_create(
-        ChordCounter(group_id=group_id, sub_tasks="[]", count=1) for group_id in ids
+        ChordCounter(group_id=group_id, sub_tasks="[]", count=waiting) for group_id in ids
     )
     ChordCounter.objects.filter(group_id__in=ids).update(date_created=None if age is None else now() - age)
     return ids
@@ -165,11 +171,54 @@ def test_a_bad_duration_is_a_command_error(text: str) -> None:
     assert TaskResult.objects.count() == 1
 
 
+BATCH_SIZE_RANGE = "it must be a whole number from 1 to 1,000,000."
+
+
 @db
-@pytest.mark.parametrize("size", ["0", "-5"])
-def test_a_bad_batch_size_is_a_command_error(size: str) -> None:
-    with pytest.raises(CommandError, match="Invalid batch size"):
+@pytest.mark.parametrize("size", ["0", "-5", "1000001", "99999999999999999999"])
+def test_a_batch_size_out_of_range_is_refused_before_any_query(size: str) -> None:
+    add_tasks("old", 3, OLD)
+
+    with CaptureQueriesContext(connection) as captured, pytest.raises(CommandError) as raised:
         run("--older-than=1d", f"--batch-size={size}")
+
+    assert str(raised.value) == f"Invalid --batch-size {int(size)}: {BATCH_SIZE_RANGE}"
+    assert captured.captured_queries == []
+    assert TaskResult.objects.count() == 3
+
+
+@db
+@pytest.mark.parametrize(("setting", "shown"), [(10**20, " 100000000000000000000"), (0, " 0"), ("many", "")])
+def test_a_batch_size_setting_out_of_range_is_refused_by_name(setting: Any, shown: str) -> None:
+    add_tasks("old", 3, OLD)
+
+    with override_settings(DJANGO_CELERY_RESULTS={"CLEANUP_BATCH_SIZE": setting}), \
+            CaptureQueriesContext(connection) as captured, pytest.raises(CommandError) as raised:
+        run("--older-than=1d")
+
+    setting_name = 'DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"]'
+    assert str(raised.value) == f"Invalid {setting_name}{shown}: {BATCH_SIZE_RANGE}"
+    assert captured.captured_queries == []
+    assert TaskResult.objects.count() == 3
+
+
+@given(size=st.integers())
+def test_batch_sizes_are_accepted_exactly_from_one_to_a_million(size: int) -> None:
+    if 1 <= size <= 1_000_000:
+        assert Command().batch_size(size) == size
+        assert Command().batch_size(str(size)) == size
+    else:
+        with pytest.raises(CommandError, match=re.escape(BATCH_SIZE_RANGE)):
+            Command().batch_size(size)
+
+
+@db
+def test_the_largest_batch_size_deletes_in_one_statement() -> None:
+    add_tasks("old", 25, OLD)
+    with CaptureQueriesContext(connection) as captured:
+        run("--older-than=1d", "--batch-size=1000000")
+    assert len(deletes(captured)) == 1
+    assert TaskResult.objects.count() == 0
 
 
 # -- what goes ------------------------------------------------------------------------------------
@@ -633,6 +682,17 @@ def test_process_exits_non_zero_on_a_bad_duration() -> None:
 
 
 @db
+def test_process_refuses_a_huge_batch_size_without_a_driver_error() -> None:
+    add_tasks("old", 3, OLD)
+
+    done = cleanup_process("--older-than=1d", "--batch-size", "99999999999999999999")
+
+    assert done.returncode == 1
+    assert done.stderr == f"CommandError: Invalid --batch-size 99999999999999999999: {BATCH_SIZE_RANGE}\n"
+    assert TaskResult.objects.count() == 3
+
+
+@db
 @pytest.mark.parametrize(("stop", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_process_stopped_by_a_signal_exits_128_plus_it(stop: str, status: int) -> None:
     add_tasks("old", 25, OLD)
@@ -738,3 +798,18 @@ def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\n100k rows on {connection.vendor}: insert {inserted - started:.1f} s, "
               f"dry run {counted - inserted:.1f} s, delete {deleted - counted:.1f} s")
+
+
+@db
+def test_counters_of_chords_still_waiting_outlive_the_cutoff() -> None:
+    completed = add_counters("completed", 2, OLD)
+    waiting = add_counters("waiting", 3, OLD, waiting=2)
+    abandoned = add_counters("abandoned", 1, timedelta(days=8), waiting=1)
+
+    run("--older-than=1d")
+
+    assert remaining()["counters"] == set(waiting)
+    assert not set(completed + abandoned) & remaining()["counters"]
+    with override_settings(DJANGO_CELERY_RESULTS={"WAITING_CHORD_EXPIRES": 2 * 24 * 3600}):
+        run("--older-than=1d")
+    assert remaining()["counters"] == set()

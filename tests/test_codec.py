@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kombu.exceptions import ContentDisallowed
 
 from django_celery_results import codec
-from tests.strategies import json_values, pickle_values, safe_text
+from tests.strategies import any_text, json_values, pickle_values, safe_text
 
 JSON = codec.Codec("json", ["json"])
 PICKLE = codec.Codec("pickle", ["json", "pickle"])
@@ -124,11 +124,15 @@ def test_protocol_1_requests_store_args_themselves() -> None:
     assert meta["kwargs"] == {"k": 1}
 
 
-@given(st.text(max_size=30))
+@given(st.text(max_size=30) | any_text | any_text.map(lambda text: codec.ESCAPED_TEXT_PREFIX + text))
 def test_escaped_text_round_trips_exactly(text: str) -> None:
     stored = codec.escape_text(text)
-    assert stored is not None and "\x00" not in stored
+    assert not codec.needs_escape(stored)
+    stored.encode("utf-8")  # storable by every engine's driver
     assert codec.unescape_text(stored) == text
+    # Text that needs no escaping is stored as it is.
+    plain = not codec.needs_escape(text) and not text.startswith(codec.ESCAPED_TEXT_PREFIX)
+    assert (stored == text) is plain
 
 
 def test_plain_tracebacks_are_stored_as_they_are() -> None:

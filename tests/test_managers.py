@@ -94,15 +94,25 @@ def test_group_store_and_get() -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("field", ["task_id", "task_name", "worker", "periodic_task_name"])
+@pytest.mark.parametrize("field", ["task_id", "status", "content_type"])
 def test_over_long_values_are_refused_before_writing(field: str) -> None:
     TaskResult.objects.store_result("application/json", "utf-8", "neighbour", "1", states.SUCCESS)
     limit = TaskResult._meta.get_field(field).max_length
     values = {"task_id": "victim", field: "x" * (limit + 1)}
+    arguments = {"content_type": "application/json", "status": states.SUCCESS, **values}
     with pytest.raises(ValueTooLong, match=f"{field} holds at most {limit}"):
-        TaskResult.objects.store_result("application/json", "utf-8", result="1",
-                                        status=states.SUCCESS, **values)
+        TaskResult.objects.store_result(content_encoding="utf-8", result="1", **arguments)
     assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["neighbour"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["task_name", "worker", "periodic_task_name"])
+def test_over_long_descriptions_are_shortened_visibly(field: str) -> None:
+    limit = TaskResult._meta.get_field(field).max_length
+    TaskResult.objects.store_result("application/json", "utf-8", "t", "1", states.SUCCESS,
+                                    **{field: "x" * (limit + 50)})
+    stored = getattr(TaskResult.objects.get(task_id="t"), field)
+    assert stored == "x" * (limit - 1) + "\u2026"
 
 
 @pytest.mark.django_db

@@ -17,6 +17,9 @@ run uses:
    its rows (0006 dates rows that predate it by their completion date).
 4. Rows written by upstream's backend read back identically through ours, and
    the reverse (with the deliberate divergences listed in that test).
+5. Our 0018 makes the id columns compare exactly on MySQL/MariaDB (binary
+   collation), keeps their rows and definitions, and reverses cleanly; it is a
+   no-op on the other engines.
 
 Upstream only ever runs in a subprocess (``tests/upstream.py``); scratch
 databases are named ``dcr_mig_<pid>_<step>`` and dropped at the end.
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import IntegrityError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 
@@ -76,6 +79,12 @@ DUPLICATE_INDEXES = {
 #: they are; an entry needs the contract amended first. The primary keys move to
 #: 64 bits in 0017 (issue 6: 32-bit sequences run out on busy sites; the
 #: upgrade notes give the cost), so the three ``id`` columns differ by type.
+#: On MySQL/MariaDB, 0018 gives the id columns a binary collation, so that ids
+#: differing only in case, accents or trailing spaces are different tasks and
+#: groups (their default collations equate them); SHOW CREATE TABLE then names
+#: the collation. PostgreSQL and SQLite compare exactly already: 0018 changes
+#: nothing there.
+ID_COLUMNS = ((TASK_TABLE, "task_id"), (GROUP_TABLE, "group_id"), (CHORD_TABLE, "group_id"))
 CHANGED_AFTER_UPSTREAM: frozenset[tuple[str, str, str]] = frozenset(
     (table, "columns", "id")
     for table in (
@@ -83,7 +92,7 @@ CHANGED_AFTER_UPSTREAM: frozenset[tuple[str, str, str]] = frozenset(
         "django_celery_results_groupresult",
         "django_celery_results_chordcounter",
     )
-)
+) | frozenset((table, "columns", column) for table, column in ID_COLUMNS if ENGINE == "mysql")
 #: The starting points of the upgrade test: every upstream step, and 2.1.0's 0009.
 STARTS = {step[:4]: step for step in UPSTREAM_STEPS} | {"0009-2.1.0": "0009_groupresult"}
 
@@ -851,3 +860,190 @@ def assert_written_values(
     assert progress["user_meta"] == {key: describe(value) for key, value in upstream.USER_META.items()}
     assert summary["group"]["id"] == upstream.group_id(tag)
     assert f"{tag}-success" in summary["group"]["members"] and f"{tag}-failure" in summary["group"]["members"]
+
+
+# -- 5. exact ids on MySQL/MariaDB (0018) -----------------------------------------------------
+
+EXACT_IDS = "0018_exact_ids_on_mysql"
+BEFORE_EXACT_IDS = "0017_bigint_primary_keys"
+#: What MariaDB (and MySQL 8, through utf8mb4_0900_bin) compares utf8mb4 ids with after 0018.
+EXACT_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+
+
+def _rows_at_0017(tag: str) -> dict[str, list[dict[str, Any]]]:
+    """Rows for every column the three tables have at 0017 (the later columns filled too)."""
+    tasks = [{**row, "retries": 1, "queue": "celery"} for row in _task_rows(tag)]
+    others = _other_rows(tag)
+    chords = [{**row, "counted_parts": "|", "date_created": DONE} for row in others[CHORD_TABLE]]
+    return {TASK_TABLE: tasks, GROUP_TABLE: others[GROUP_TABLE], CHORD_TABLE: chords}
+
+
+def _look_alikes(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """Copies of ``rows`` under ids that differ only in case, a trailing space or an accent."""
+    variants = (str.upper, lambda value: value + " ", lambda value: value.replace("e", "\u00e9", 1))
+    return [{**row, column: variant(row[column])} for row in rows for variant in variants]
+
+
+def _all_rows(alias: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the three tables, in primary key order, as the driver returns them."""
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        rows = {}
+        for table in (TASK_TABLE, GROUP_TABLE, CHORD_TABLE):
+            cursor.execute(f"SELECT * FROM {qn(table)} ORDER BY {qn('id')}")
+            rows[table] = list(cursor.fetchall())
+    return rows
+
+
+def _id_collations(alias: str) -> dict[str, str]:
+    """``table.column`` -> collation of the three id columns (MySQL/MariaDB), and each table's default."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLLATION_NAME, t.TABLE_COLLATION "
+            "FROM information_schema.COLUMNS c JOIN information_schema.TABLES t "
+            "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+            "WHERE c.TABLE_SCHEMA = DATABASE() AND c.COLUMN_NAME IN ('task_id', 'group_id')"
+        )
+        found = {}
+        for table, column, collation, default in cursor.fetchall():
+            found[f"{table}.{column}"] = collation
+            found[f"{table} default"] = default
+    return found
+
+
+@pytest.mark.usefixtures("scratch_access")
+def test_exact_ids_migration_keeps_rows_and_makes_look_alike_ids_distinct(scratch: ScratchDatabases) -> None:
+    """A database holding rows at 0017 migrates to 0018 and back: rows intact, ids exact in between."""
+    from django_celery_results import engines
+
+    alias = scratch.create("exact_ids")
+    migrate_ours(alias, BEFORE_EXACT_IDS)
+    written = _rows_at_0017("exact")
+    for table, rows in written.items():
+        _insert(alias, table, rows)
+    id_of = {TASK_TABLE: "task_id", GROUP_TABLE: "group_id", CHORD_TABLE: "group_id"}
+    if ENGINE == "mysql":
+        # The trap 0018 removes: the default collation makes "EXACT-SUCCESS" the same key.
+        with pytest.raises(IntegrityError):
+            _insert(alias, TASK_TABLE, _look_alikes(written[TASK_TABLE][:1], "task_id")[:1])
+    before_catalog, before_rows = live_catalog(alias), _all_rows(alias)
+    qn = connections[alias].ops.quote_name
+    with connections[alias].cursor() as cursor:
+        last_ids = {}
+        for table in written:
+            cursor.execute(f"SELECT MAX({qn('id')}) FROM {qn(table)}")
+            last_ids[table] = cursor.fetchone()[0]
+
+    assert migrate_ours(alias, EXACT_IDS) == [EXACT_IDS]
+    assert _all_rows(alias) == before_rows
+    after_catalog = live_catalog(alias)
+    if ENGINE == "mysql":
+        collations = _id_collations(alias)
+        defaults = {collations[f"{table} default"] for table, _ in ID_COLUMNS}
+        assert defaults == {"utf8mb4_general_ci"}, "the tables' own collation must not change"
+        chosen = {collations[f"{table}.{column}"] for table, column in ID_COLUMNS}
+        assert len(chosen) == 1 and chosen <= set(EXACT_COLLATIONS), collations
+        # Only the three id columns changed, and only by their collation.
+        changed = {line.split(":")[0] for line in schema_differences(after_catalog, before_catalog)}
+        assert changed == {f"{table} columns {column}" for table, column in ID_COLUMNS}
+        for table, column in ID_COLUMNS:
+            definition = after_catalog.tables[table]["columns"][column]
+            named = f" CHARACTER SET utf8mb4 COLLATE {next(iter(chosen))}"
+            assert named in definition
+            assert definition.replace(named, "") == before_catalog.tables[table]["columns"][column]
+    else:
+        assert schema_differences(after_catalog, before_catalog) == []
+        for table, column in ID_COLUMNS:
+            assert engines.exact_id_column_sql(connections[alias], table, column) == []
+            assert engines.default_id_column_sql(connections[alias], table, column) == []
+
+    # Ids that differ in case, a trailing space or an accent now coexist, on every engine.
+    for table, rows in written.items():
+        _insert(alias, table, _look_alikes(rows, id_of[table]))
+    with_look_alikes = _all_rows(alias)
+    for table, rows in written.items():
+        assert len(with_look_alikes[table]) == 4 * len(rows)
+
+    if ENGINE == "mysql":
+        # Back to the default collation would merge them: the server refuses, nothing is lost.
+        with pytest.raises(IntegrityError):
+            migrate_ours(alias, BEFORE_EXACT_IDS)
+        assert _all_rows(alias) == with_look_alikes
+        assert set(_id_collations(alias)[f"{table}.{column}"] for table, column in ID_COLUMNS) <= set(
+            EXACT_COLLATIONS
+        )
+    with connections[alias].cursor() as cursor:
+        for table in written:
+            cursor.execute(f"DELETE FROM {qn(table)} WHERE {qn('id')} > %s", [last_ids[table]])
+    assert _all_rows(alias) == before_rows
+
+    migrate_ours(alias, BEFORE_EXACT_IDS)
+    assert _all_rows(alias) == before_rows
+    assert schema_differences(live_catalog(alias), before_catalog) == [], "0018 reversed must be 0017"
+
+
+def _column(alias: str, table: str, column: str) -> tuple[str, ...]:
+    """Type, nullability, charset, collation and comment of one column, from information_schema."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_COMMENT "
+            "FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+            [table, column],
+        )
+        return tuple(cursor.fetchone())
+
+
+@pytest.mark.engine("mysql")
+@pytest.mark.usefixtures("scratch_access")
+def test_exact_id_column_keeps_everything_but_the_collation(scratch: ScratchDatabases) -> None:
+    """Length, nullability, charset and comment are read from the server, not assumed.
+
+    A 191-character id (``DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH = 191``) in
+    utf8mb3, unlike its utf8mb4 table, with a comment holding quotes and a
+    ``%``; and a nullable column.
+    """
+    from django_celery_results import engines
+
+    alias = scratch.create("id_columns")
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE ids_probe (id bigint AUTO_INCREMENT PRIMARY KEY, "
+            "task_id varchar(191) CHARACTER SET utf8mb3 NOT NULL COMMENT 'it''s 100% the id', "
+            "group_id varchar(64) NULL, UNIQUE KEY (task_id)) "
+            "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
+        )
+    before = {column: _column(alias, "ids_probe", column) for column in ("task_id", "group_id")}
+    assert before["task_id"][2:4] == ("utf8mb3", "utf8mb3_general_ci")
+    if connection.mysql_is_mariadb:
+        # MariaDB's utf8mb3 and utf8mb4 both have a binary collation that does not pad.
+        exact = {"task_id": "utf8mb3_nopad_bin", "group_id": "utf8mb4_nopad_bin"}
+    else:
+        # MySQL 8: utf8mb4_0900_bin does not pad; utf8mb3 only has the padding utf8mb3_bin.
+        exact = {"task_id": "utf8mb3_bin", "group_id": "utf8mb4_0900_bin"}
+    for column, collation in exact.items():
+        statements = engines.exact_id_column_sql(connection, "ids_probe", column)
+        assert len(statements) == 1
+        with connection.cursor() as cursor:
+            cursor.execute(statements[0])
+        after = _column(alias, "ids_probe", column)
+        assert after[3] == collation
+        assert after[:3] + after[4:] == before[column][:3] + before[column][4:]
+        assert engines.exact_id_column_sql(connection, "ids_probe", column) == [], "already exact"
+    with connection.cursor() as cursor:
+        # A padding collation (MySQL's utf8mb3_bin) still equates "abc " with "abc".
+        look_alikes = ["abc", "ABC", "\u00e0bc"] + (["abc "] if connection.mysql_is_mariadb else [])
+        cursor.executemany("INSERT INTO ids_probe (task_id) VALUES (%s)", [[value] for value in look_alikes])
+        cursor.execute("SELECT COUNT(*) FROM ids_probe WHERE task_id = 'abc'")
+        assert cursor.fetchone() == (1,)
+        cursor.execute("DELETE FROM ids_probe WHERE task_id <> 'abc'")
+
+    # Back: the table's default, or for a column of another charset that charset's default.
+    for column in ("task_id", "group_id"):
+        for sql in engines.default_id_column_sql(connection, "ids_probe", column):
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+        assert _column(alias, "ids_probe", column) == before[column]
+        assert engines.default_id_column_sql(connection, "ids_probe", column) == []

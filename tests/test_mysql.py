@@ -29,6 +29,7 @@ from django_celery_results import engines
 from django_celery_results.exceptions import ValueTooLong
 from django_celery_results.managers import TxIsolationWarning
 from django_celery_results.models import ID_MAX_LENGTH, ChordCounter, GroupResult, TaskResult
+from django_celery_results.values import ELLIPSIS
 from tests.routers import ResultsRouter, extra_connections_closed  # noqa: F401
 
 # -- which variable holds the isolation level -------------------------------------
@@ -228,8 +229,8 @@ def test_255_characters_fit_in_dynamic_tables(keys_db: BaseDatabaseWrapper) -> N
 # -- over-long values -------------------------------------------------------------------
 
 #: (field, column length, request attribute that carries it).
-LIMITED_FIELDS = [
-    ("task_id", ID_MAX_LENGTH, "id"),
+#: Descriptive columns: (field, limit, request attribute). Over-long values are shortened visibly.
+DESCRIPTIVE_FIELDS = [
     ("task_name", ID_MAX_LENGTH, "task"),
     ("worker", 100, "hostname"),
     ("periodic_task_name", 255, "periodic_task_name"),
@@ -271,37 +272,53 @@ def request_for(task_id: str, **overrides: str) -> Context:
     return Context(**fields)
 
 
-@pytest.mark.django_db(databases=["default", "lax"], transaction=True)
-@pytest.mark.parametrize("alias", ["default", "lax"])
-@pytest.mark.parametrize("via", ["backend", "manager"])
-@pytest.mark.parametrize(("field", "limit", "attribute"), LIMITED_FIELDS)
-def test_over_long_values_are_refused_not_truncated(
-    backend: Any, alias: str, via: str, field: str, limit: int, attribute: str,
-) -> None:
-    # The row a truncated task id would land on, still running...
-    victim_id = "t" * ID_MAX_LENGTH
-    TaskResult.objects.store_result("application/json", "utf-8", victim_id, None, states.STARTED)
+def victim_and_bystander() -> list[dict[str, Any]]:
+    """The row a truncated task id would land on (still running), and another; all rows after."""
+    TaskResult.objects.store_result("application/json", "utf-8", "t" * ID_MAX_LENGTH, None, states.STARTED)
     TaskResult.objects.store_result(
         "application/json", "utf-8", "bystander", '"kept"', states.SUCCESS, worker="celery@b",
     )
-    before = all_rows()
-    over_long = ("t" if field == "task_id" else "x") * (limit + 1)
-    task_id = over_long if field == "task_id" else "new-task"
-    with writes_through(alias), pytest.raises(ValueTooLong) as raised:
+    return all_rows()
+
+
+@pytest.mark.django_db(databases=["default", "lax"], transaction=True)
+@pytest.mark.parametrize("alias", ["default", "lax"])
+def test_over_long_task_ids_are_refused_not_truncated(backend: Any, alias: str) -> None:
+    before = victim_and_bystander()
+    over_long = "t" * (ID_MAX_LENGTH + 1)
+    with writes_through(alias):
+        with pytest.raises(ValueTooLong) as raised:
+            TaskResult.objects.store_result("application/json", "utf-8", over_long, "42", states.SUCCESS)
+        # A worker's store of such a task logs the refusal and stores nothing (it must keep running).
+        backend.store_result(over_long, 42, states.SUCCESS, request=request_for(over_long))
+    error = raised.value
+    assert (error.field, error.max_length, error.length) == ("task_id", ID_MAX_LENGTH, ID_MAX_LENGTH + 1)
+    assert "task_id" in str(error) and str(ID_MAX_LENGTH) in str(error)
+    assert all_rows() == before
+
+
+@pytest.mark.django_db(databases=["default", "lax"], transaction=True)
+@pytest.mark.parametrize("alias", ["default", "lax"])
+@pytest.mark.parametrize("via", ["backend", "manager"])
+@pytest.mark.parametrize(("field", "limit", "attribute"), DESCRIPTIVE_FIELDS)
+def test_over_long_descriptions_are_shortened_not_truncated_by_the_server(
+    backend: Any, alias: str, via: str, field: str, limit: int, attribute: str,
+) -> None:
+    before = victim_and_bystander()
+    over_long = "x" * (limit + 1)
+    with writes_through(alias):
         if via == "backend":
-            overrides = {} if attribute == "id" else {attribute: over_long}
-            backend.store_result(task_id, 42, states.SUCCESS, request=request_for(task_id, **overrides))
+            request = request_for("new-task", **{attribute: over_long})
+            backend.store_result("new-task", 42, states.SUCCESS, request=request)
         else:
             values = {"task_name": "tests.add", "worker": "celery@host", "periodic_task_name": "p"}
-            if field != "task_id":
-                values[field] = over_long
             TaskResult.objects.store_result(
-                "application/json", "utf-8", task_id, "42", states.SUCCESS, **values,
+                "application/json", "utf-8", "new-task", "42", states.SUCCESS, **{**values, field: over_long},
             )
-    error = raised.value
-    assert (error.field, error.max_length, error.length) == (field, limit, limit + 1)
-    assert field in str(error) and str(limit) in str(error)
-    assert all_rows() == before
+    stored = TaskResult.objects.using("default").get(task_id="new-task")
+    assert getattr(stored, field) == "x" * (limit - 1) + ELLIPSIS
+    assert stored.status == states.SUCCESS
+    assert [row for row in all_rows() if row["task_id"] != "new-task"] == before
 
 
 @pytest.mark.django_db(databases=["default", "lax"], transaction=True)

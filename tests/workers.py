@@ -217,9 +217,11 @@ class Worker:
     conf: dict[str, Any] = field(default_factory=dict)
     #: Queues the worker consumes (``-Q``); by default ``task_default_queue``.
     queues: tuple[str, ...] = ()
+    #: The worker's ``--hostname``; a unique ``dcr-test-<hex>@%h`` when empty.
+    hostname: str = ""
 
     def __post_init__(self) -> None:
-        self.hostname = f"dcr-test-{uuid.uuid4().hex[:8]}@%h"
+        self.hostname = self.hostname or f"dcr-test-{uuid.uuid4().hex[:8]}@%h"
         self.broker_dir = self.directory / "broker"
         self.cache_dir = self.directory / "cache"
         self.log_path = self.directory / "worker.log"

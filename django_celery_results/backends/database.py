@@ -17,7 +17,9 @@ from django.db import connections, router
 from django.utils.functional import classproperty
 
 from .. import codec, engines
+from ..exceptions import StorageRefused
 from ..managers import PartOutcome
+from ..values import check_id
 
 if TYPE_CHECKING:
     from ..models import ChordCounter, TaskResult
@@ -113,6 +115,8 @@ class DatabaseBackend(BaseDictBackend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.codec = codec.Codec(self.serializer, self.accept)
+        #: Task ids already reported as unstorable (see :meth:`_refuses_id`).
+        self._refused_ids: set[str] = set()
 
     @property
     def result_extended(self) -> bool:
@@ -161,6 +165,8 @@ class DatabaseBackend(BaseDictBackend):
         using: str | None = None,
         **kwargs: Any,
     ) -> Any:
+        if self._refuses_id(task_id):
+            return result
         values = codec.task_values(
             self.codec,
             task_id=task_id,
@@ -174,8 +180,29 @@ class DatabaseBackend(BaseDictBackend):
         self.TaskModel._default_manager.upsert(values, using=using)
         return result
 
+    def _refuses_id(self, task_id: str) -> bool:
+        """True when ``task_id`` can never be stored; logged once per id and process.
+
+        Raising instead would fail each store of the task in the worker (the
+        STARTED one, then the failure Celery tries to store for that error),
+        filling the log and, in a prefork worker, reaching the parent process.
+        Readers of the id get the error instead: see :meth:`_get_task_meta_for`.
+        """
+        try:
+            check_id(self.TaskModel, "task_id", task_id)
+        except StorageRefused as error:
+            if task_id not in self._refused_ids:
+                if len(self._refused_ids) >= 1000:
+                    self._refused_ids.clear()
+                self._refused_ids.add(task_id)
+                logger.error("Task %.60s... cannot have a result: %s", task_id, error)
+            return True
+        return False
+
     def store_pending(self, task_id: str, request: Any) -> None:
         """Record a task that was just sent, unless a row for it exists already (one statement)."""
+        if self._refuses_id(task_id):
+            return
         values = codec.task_values(
             self.codec,
             task_id=task_id,
@@ -190,6 +217,8 @@ class DatabaseBackend(BaseDictBackend):
 
     @resets_broken_connections
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+        # An id that can never be stored raises here: a caller waiting on it would wait forever.
+        check_id(self.TaskModel, "task_id", task_id)
         rows = self.TaskModel._default_manager.filter(task_id=task_id).order_by().values(*META_COLUMNS)[:1]
         row = next(iter(rows), None)
         if row is None:
@@ -201,7 +230,7 @@ class DatabaseBackend(BaseDictBackend):
 
     def _ready_metas(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Meta of those of ``task_ids`` in a ready state: one query per :attr:`ids_per_query` ids."""
-        ids = list(task_ids)
+        ids = [check_id(self.TaskModel, "task_id", task_id) for task_id in task_ids]
         found: list[dict[str, Any]] = []
         for start in range(0, len(ids), self.ids_per_query):
             rows = self.TaskModel._default_manager.filter(
@@ -288,7 +317,9 @@ class DatabaseBackend(BaseDictBackend):
 
     def task_result_exists(self, task_id: str) -> bool:
         """True when a row exists for ``task_id`` (even a PENDING one)."""
-        return self.TaskModel._default_manager.filter(task_id=task_id).exists()
+        return self.TaskModel._default_manager.filter(
+            task_id=check_id(self.TaskModel, "task_id", task_id),
+        ).exists()
 
     @resets_broken_connections
     def _forget(self, task_id: str) -> None:

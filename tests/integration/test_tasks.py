@@ -185,7 +185,7 @@ def test_backend_cleanup_task_deletes_expired_rows(worker: Worker) -> None:
     long_ago = now() - timedelta(seconds=EXPIRES + 60)
     TaskResult.objects.filter(task_id=old.id).update(date_done=long_ago)
     GroupResult.objects.filter(group_id=saved.id).update(date_done=long_ago)
-    ChordCounter.objects.create(group_id=f"chord-{old.id}", sub_tasks="[]", count=1)
+    ChordCounter.objects.create(group_id=f"chord-{old.id}", sub_tasks="[]", count=0)  # a completed chord
     ChordCounter.objects.filter(group_id=f"chord-{old.id}").update(date_created=long_ago)
 
     cleanup = worker.wait(worker.app.send_task("celery.backend_cleanup"))

@@ -21,7 +21,8 @@ options to narrow it and to see what it would do first. Decisions:
   write them to (a read replica: its primary's deletions reach it), and an
   alias the routers keep the tables out of (``allow_migrate``). Any other
   alias is accepted, e.g. a second database holding its own results.
-* Deletion runs oldest first, ``--batch-size`` rows per short transaction.
+* Deletion runs oldest first, ``--batch-size`` rows per short transaction
+  (1 to 1,000,000, checked before any query, as is the setting it defaults to).
   SIGINT (Ctrl-C) or SIGTERM stops it after the batch in flight commits;
   a second signal stops it at once and that batch rolls back. Either way
   the command reports what was deleted and exits with 128 + the signal
@@ -56,6 +57,10 @@ AGE = re.compile(
     r"(?:(?P<weeks>\d+)w)?(?:(?P<days>\d+)d)?(?:(?P<hours>\d+)h)?(?:(?P<minutes>\d+)m)?(?:(?P<seconds>\d+)s)?"
 )
 AGE_HELP = "a number and a unit: s, m, h, d or w (e.g. 90s, 30m, 12h, 7d, 2w, or 1d12h)"
+
+#: Rows per batch the command accepts (1 to 1,000,000).
+BATCH_SIZES = range(1, 1_000_001)
+BATCH_SIZE_SETTING = 'DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"]'
 
 #: Signals that stop the cleanup after the batch in flight.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -182,8 +187,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size", type=int, metavar="N",
-            help="Rows deleted per transaction. Default: DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE'] "
-            "(1000 when unset).",
+            help="Rows deleted per transaction, from 1 to 1,000,000. Default: "
+            "DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE'] (1000 when unset).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing.",
@@ -256,13 +261,25 @@ class Command(BaseCommand):
         return maybe_timedelta(expires), f"result_expires of the Celery app {current_app.main!r}"
 
     def batch_size(self, value: int | str | None) -> int:
-        size = app_settings.cleanup_batch_size if value is None else value
+        """``--batch-size``, else the setting, within :data:`BATCH_SIZES`; checked before any query.
+
+        Past the bound the driver fails mid-run (a ``LIMIT`` beyond 64 bits), and a
+        million rows is already one long transaction.
+        """
+        source = "--batch-size"
         try:
-            size = int(size)
-        except ValueError:
+            if value is None:
+                source = BATCH_SIZE_SETTING
+                value = app_settings.cleanup_batch_size
+            size = int(value)
+        except (TypeError, ValueError):
             size = 0
-        if size < 1:
-            raise CommandError(f"Invalid batch size {value!r}: it must be a whole number of at least 1.")
+        if size not in BATCH_SIZES:
+            given = "" if value is None else f" {value!r}"  # None: the setting is not a number
+            raise CommandError(
+                f"Invalid {source}{given}: it must be a whole number from "
+                f"{BATCH_SIZES.start:,} to {BATCH_SIZES.stop - 1:,}."
+            )
         return size
 
     def check_database(self, cleanup: Cleanup) -> None:
