@@ -40,7 +40,7 @@ MYSQL_HINT = "install the client headers (Debian/Ubuntu: apt-get install -y libm
 USAGE = """\
 usage: python3 dev.py demo [--admin]
        python3 dev.py test [--engine NAME]... [--require-all] [pytest args...]
-       python3 dev.py lint | docs
+       python3 dev.py lint | docs | messages
 
   demo            run the demo project against a real celery worker
   test            run the test suite on sqlite, postgresql and mysql
@@ -50,6 +50,8 @@ usage: python3 dev.py demo [--admin]
     --              everything after it goes to pytest unchanged
   lint            ruff over the tree, mypy over the package
   docs            build the Sphinx docs, warnings as errors
+  messages        update the translation catalogs (.po) from the sources and
+                  compile them (.mo); needs GNU gettext
 """
 
 
@@ -228,6 +230,37 @@ def cmd_lint(args: list[str]) -> int:
     ruff = run_child([str(venv_python()), "-m", "ruff", "check", "."], env=child_env())
     mypy = run_child([str(venv_python()), "-m", "mypy", "django_celery_results"], env=child_env())
     return ruff or mypy
+
+
+# -- translations ---------------------------------------------------------------
+
+#: The languages the package ships catalogs for (django_celery_results/locale/).
+LANGUAGES = ("es", "pt_BR", "ru", "zh_Hans")
+GETTEXT_HINT = "install GNU gettext (Debian/Ubuntu: apt-get install -y gettext)"
+
+
+def cmd_messages(args: list[str]) -> int:
+    """makemessages then compilemessages for the package's own catalogs.
+
+    Both .po and .mo are committed; tests/test_packaging.py fails when a .mo
+    no longer matches its .po.
+    """
+    missing = [tool for tool in ("xgettext", "msgmerge", "msgfmt") if shutil.which(tool) is None]
+    if missing:
+        say(f"dev.py: {', '.join(missing)} not found; {GETTEXT_HINT}")
+        return 1
+    ensure_venv()
+    # django-admin rather than ``python -m django``, which would put the package
+    # folder (the working directory) first on sys.path.
+    admin = [str(venv_python().with_name("django-admin" + (".exe" if os.name == "nt" else "")))]
+    env = child_env(DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(ROOT))
+    package = ROOT / "django_celery_results"
+    make = [*admin, "makemessages", "--add-location=file", *(f"--locale={lang}" for lang in LANGUAGES)]
+    for command in (make, [*admin, "compilemessages", *args]):
+        child = subprocess.run(command, cwd=package, env=env)
+        if child.returncode != 0:
+            return child.returncode
+    return 0
 
 
 # -- test ---------------------------------------------------------------------
@@ -458,6 +491,8 @@ def main(argv: list[str]) -> int:
         return cmd_docs(rest)
     if command == "lint":
         return cmd_lint(rest)
+    if command == "messages":
+        return cmd_messages(rest)
     say(USAGE)
     return 2
 

@@ -13,7 +13,6 @@ the order of ``INSTALLED_APPS``), unregister, and register your own::
 
     @admin.register(TaskResult)
     class MyTaskResultAdmin(TaskResultAdmin):
-        celery_app = my_project.celery.app  # the app the terminate action uses
         list_per_page = 50
 
 Editing
@@ -29,8 +28,10 @@ Terminating
     selected unfinished tasks with ``terminate=True``. It is offered to users
     holding ``django_celery_results.change_taskresult`` (whatever
     ``ALLOW_EDITS`` says: it stops work, it does not edit stored results) and
-    never to view-only staff. The Celery app comes from
-    :meth:`TaskResultAdmin.get_celery_app`.
+    never to view-only staff. The Celery app it broadcasts through is the
+    module attribute :data:`celery_app`, read on each use: Celery's
+    ``current_app`` unless a project (or a test, with
+    ``mock.patch("django_celery_results.admin.celery_app")``) replaces it.
 
 Scale
     Every query the changelist runs is bounded or uses an index:
@@ -62,7 +63,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from celery import states
+from celery import current_app, states
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
@@ -97,8 +98,14 @@ __all__ = [
     "ResultAdmin",
     "ResultChangeList",
     "TaskResultAdmin",
+    "celery_app",
     "pretty_text",
 ]
+
+#: The Celery app whose control API the terminate action revokes tasks through.
+#: Celery's ``current_app`` proxy by default, so it follows whichever app is
+#: current when the action runs; assign your app here (or patch it in tests).
+celery_app: Celery = current_app
 
 #: The stored text of these encodings is base64 of binary data: never JSON.
 BINARY_ENCODING = "binary"
@@ -426,8 +433,6 @@ class TaskResultAdmin(ResultAdmin):
     )
     readonly_fields = ("date_created", "date_started", "date_done", "pretty_result", "pretty_meta")
 
-    #: The Celery app whose workers the terminate action reaches; ``None``: the current app.
-    celery_app: Celery | None = None
     #: The signal workers send to the processes running terminated tasks.
     terminate_signal = "SIGTERM"
     #: Task ids per revoke broadcast, so that one message stays small.
@@ -467,14 +472,6 @@ class TaskResultAdmin(ResultAdmin):
                 return by_id, False
         return super().get_search_results(request, queryset, search_term)
 
-    def get_celery_app(self) -> Celery:
-        """The app whose control API revokes tasks: :attr:`celery_app`, else Celery's current app."""
-        if self.celery_app is not None:
-            return self.celery_app
-        from celery import current_app
-
-        return current_app._get_current_object()
-
     def has_terminate_permission(self, request: HttpRequest) -> bool:
         """Holding ``change_taskresult``, whatever ``ALLOW_EDITS`` says.
 
@@ -491,12 +488,14 @@ class TaskResultAdmin(ResultAdmin):
 
         Tasks in SUCCESS or FAILURE have stopped; revoking them would only
         grow every worker's revoked set. Workers store REVOKED themselves.
+        The app is the module's :data:`celery_app`, looked up now so that
+        replacing or patching it takes effect.
         """
         task_ids = (
             queryset.exclude(status__in=FINISHED_STATES).order_by()
             .values_list("task_id", flat=True).iterator(chunk_size=self.terminate_batch_size)
         )
-        control = self.get_celery_app().control
+        control = celery_app.control
         sent = 0
         try:
             for chunk in _chunks(task_ids, self.terminate_batch_size):

@@ -1,25 +1,33 @@
 """System checks: configuration problems reported by ``manage.py check`` and ``migrate``.
 
-They are database checks: Django runs them for the aliases named by
-``check --database <alias>`` and, before it migrates, for the alias
+Two registrations. :func:`check_settings` reads Django's settings only (never a
+database, never a Celery app), so every ``check``, ``runserver`` and
+``migrate`` runs it: E001-E005 and W005-W007. :func:`check_results_databases`
+holds the database checks, W001-W004 and I001: Django runs them for the aliases
+named by ``check --database <alias>`` and, before it migrates, for the alias
 ``migrate`` works on; a plain ``check`` does not touch any database. Only
 aliases the results' models use are examined: the ones Django's routers
 send their reads or writes to, or allow their tables to be migrated to.
 Engine-specific questions are asked through :mod:`django_celery_results.engines`.
+Each id is described in docs/engines.rst, "System checks".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Info, Tags, register
+from django.core.checks import Error as CheckError
 from django.core.checks import Warning as CheckWarning
 from django.db import DatabaseError, connections, models, router
+from django.utils.module_loading import import_string
 
 from . import engines
-from .conf import app_settings
+from .conf import OPTION_KEYS, AppSettings, InvalidSetting, app_settings
 
 APP_LABEL = "django_celery_results"
 
@@ -27,6 +35,10 @@ APP_LABEL = "django_celery_results"
 ID_LENGTH_COLUMNS = frozenset({"task_id", "task_name", "group_id"})
 
 DOCS = "https://docs.djangoproject.com/en/stable/ref/databases/"
+
+#: This project's own documentation: the Sphinx sources in ``docs/`` (no hosted copy is named
+#: anywhere in the project). Every settings check's hint cites a page under it, through :func:`see`.
+DOCS_BASE = "docs/"
 
 
 def _models() -> tuple[type[models.Model], ...]:
@@ -257,3 +269,234 @@ def check_results_databases(
                 )
             )
     return issues
+
+
+# -- settings checks: no database, no Celery app -------------------------------
+
+
+def see(page: str, section: str) -> str:
+    """The hint's pointer to ``section`` of this project's ``page`` (under :data:`DOCS_BASE`)."""
+    return f'See {DOCS_BASE}{page}.rst, "{section}".'
+
+
+#: The ``result_backend`` values that select :class:`~django_celery_results.backends.CacheBackend`.
+CACHE_BACKEND_NAMES = frozenset({
+    "django-cache",
+    "django_celery_results.backends:CacheBackend",
+    "django_celery_results.backends.CacheBackend",
+    "django_celery_results.backends.cache:CacheBackend",
+    "django_celery_results.backends.cache.CacheBackend",
+})
+
+#: Django caches each process keeps to itself (or not at all): a worker's results never reach a reader.
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+AUTHENTICATION_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+STRICT = AppSettings(strict=True)
+
+
+def _given_options() -> Mapping[str, Any]:
+    """``DJANGO_CELERY_RESULTS`` as set, or empty when unset or not a dict (E001 says so)."""
+    options = getattr(settings, "DJANGO_CELERY_RESULTS", None)
+    return options if isinstance(options, Mapping) else {}
+
+
+def options_type_issues() -> list[CheckMessage]:
+    """E001 when ``DJANGO_CELERY_RESULTS`` is not a dict: every key in it would be ignored."""
+    options = getattr(settings, "DJANGO_CELERY_RESULTS", None)
+    if options is None or isinstance(options, Mapping):
+        return []
+    return [CheckError(
+        f"DJANGO_CELERY_RESULTS must be a dict, not {type(options).__name__}: it is ignored.",
+        hint='Write it as DJANGO_CELERY_RESULTS = {"ALLOW_EDITS": False, ...}. '
+             + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
+        id=f"{APP_LABEL}.E001",
+    )]
+
+
+def unknown_option_issues() -> list[CheckMessage]:
+    """W006 for each key of ``DJANGO_CELERY_RESULTS`` no setting reads: a typo is silently ignored."""
+    issues: list[CheckMessage] = []
+    for key in _given_options():
+        if key in OPTION_KEYS:
+            continue
+        close = difflib.get_close_matches(str(key).upper(), OPTION_KEYS, n=1)
+        guess = f"Did you mean {close[0]!r}? " if close else ""
+        issues.append(CheckWarning(
+            f"DJANGO_CELERY_RESULTS has the unknown key {key!r}: nothing reads it.",
+            hint=f"{guess}The keys are {', '.join(OPTION_KEYS)}. "
+                 + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
+            obj=key,
+            id=f"{APP_LABEL}.W006",
+        ))
+    return issues
+
+
+def _batch_size_range_problem(size: int) -> str | None:
+    """What the cleanup command would say of ``size``; None when it takes it."""
+    from .management.commands.celery_results_cleanup import BATCH_SIZES
+
+    if size in BATCH_SIZES:
+        return None
+    return (f'DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"] is {size}: it must be from '
+            f"{BATCH_SIZES.start:,} to {BATCH_SIZES.stop - 1:,}, or cleanups refuse to start.")
+
+
+def option_value_issues() -> list[CheckMessage]:
+    """E002 for each ``DJANGO_CELERY_RESULTS`` value its property cannot use (``VIEWS_ACCESS``: E004)."""
+    given = _given_options()
+    issues: list[CheckMessage] = []
+    for key in OPTION_KEYS:
+        if key not in given or key == "VIEWS_ACCESS":
+            continue
+        try:
+            value = getattr(STRICT, key.lower())
+        except InvalidSetting as error:
+            problem: str | None = str(error)
+        else:
+            problem = _batch_size_range_problem(value) if key == "CLEANUP_BATCH_SIZE" else None
+        if problem is not None:
+            issues.append(CheckError(
+                problem,
+                hint="Booleans must be True or False, sizes whole numbers (not strings). "
+                     + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
+                obj=key,
+                id=f"{APP_LABEL}.E002",
+            ))
+    return issues
+
+
+def task_id_length_issues() -> list[CheckMessage]:
+    """E003 when ``DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH`` cannot be a column length.
+
+    The models fall back to the default to import; an error stops ``migrate`` from
+    creating columns of a length the site did not ask for.
+    """
+    try:
+        STRICT.task_id_max_length  # noqa: B018 -- reading it is the check
+    except InvalidSetting as error:
+        return [CheckError(
+            str(error),
+            hint="Set an int such as 191 or 255, and decide it before the first migrate. "
+                 + see("configuration", "Top-level settings"),
+            obj="DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH",
+            id=f"{APP_LABEL}.E003",
+        )]
+    return []
+
+
+def views_access_issues() -> list[CheckMessage]:
+    """E004 when ``VIEWS_ACCESS`` names no rule: the JSON views would refuse every request."""
+    if _given_options().get("VIEWS_ACCESS") is None:
+        return []
+    try:
+        STRICT.views_access  # noqa: B018 -- reading it is the check
+    except InvalidSetting as error:
+        return [CheckError(
+            f"{error} The JSON result views refuse every request meanwhile.",
+            hint='Use "authenticated", "staff", "public", or the dotted path of a function '
+                 "rule(request, kind, id) -> bool. " + see("configuration", "Access to the JSON views"),
+            obj="VIEWS_ACCESS",
+            id=f"{APP_LABEL}.E004",
+        )]
+    return []
+
+
+def _is_subclass_of(path: str, bases: Sequence[str]) -> bool:
+    """Whether the class ``path`` names is, or derives from, one of ``bases`` (by dotted path)."""
+    if path in bases:
+        return True
+    try:
+        found = import_string(path)
+    except Exception:  # not importable: only its name can tell, and it did not
+        return False
+    return isinstance(found, type) and any(
+        f"{cls.__module__}.{cls.__qualname__}" in bases for cls in found.__mro__
+    )
+
+
+def cache_backend_issues() -> list[CheckMessage]:
+    """E005/W005 when ``CELERY_RESULT_BACKEND = "django-cache"`` uses a cache workers cannot share.
+
+    Read from Django's settings under Celery's ``CELERY_`` namespace
+    (``CELERY_RESULT_BACKEND``, ``CELERY_CACHE_BACKEND``): a check builds no Celery app.
+    """
+    backend = getattr(settings, "CELERY_RESULT_BACKEND", None)
+    # Celery reads "name://..." as the backend "name", as it does for its own URLs.
+    if not isinstance(backend, str) or backend.partition("://")[0] not in CACHE_BACKEND_NAMES:
+        return []
+    alias = getattr(settings, "CELERY_CACHE_BACKEND", None) or "default"
+    hint = see("getting-started", "Configure Celery")
+    caches: Mapping[str, Any] = settings.CACHES
+    if not isinstance(alias, str) or alias not in caches:
+        return [CheckError(
+            f"CELERY_RESULT_BACKEND is {backend!r} with the cache {alias!r}, which CACHES does not "
+            "define: storing or reading any result would fail.",
+            hint=f"Add {alias!r} to CACHES, or set CELERY_CACHE_BACKEND to one of "
+                 f"{', '.join(map(repr, caches))}. {hint}",
+            obj="CELERY_CACHE_BACKEND",
+            id=f"{APP_LABEL}.E005",
+        )]
+    cache_class = str(caches[alias].get("BACKEND", ""))
+    if not _is_subclass_of(cache_class, PER_PROCESS_CACHES):
+        return []
+    return [CheckWarning(
+        f"CELERY_RESULT_BACKEND is {backend!r} with the cache {alias!r} ({cache_class.rsplit('.', 1)[-1]}), "
+        "which each process keeps to itself (DummyCache keeps nothing): results stored by a worker "
+        "are never seen by the web server or another worker.",
+        hint="Use a cache every process shares (Redis, Memcached, database or file based), or "
+             f"CELERY_RESULT_BACKEND = \"django-db\". {hint}",
+        obj="CELERY_CACHE_BACKEND",
+        id=f"{APP_LABEL}.W005",
+    )]
+
+
+def middleware_issues() -> list[CheckMessage]:
+    """W007 when the views admit only users but no middleware sets ``request.user``: everyone is refused.
+
+    A rule of the site's own (a dotted path) may authenticate otherwise, so it is not warned about.
+    """
+    try:
+        rule = STRICT.views_access
+    except InvalidSetting:  # E002 or E004 says so
+        return []
+    if rule not in ("authenticated", "staff"):
+        return []
+    if any(_is_subclass_of(str(path), (AUTHENTICATION_MIDDLEWARE,)) for path in settings.MIDDLEWARE or ()):
+        return []
+    return [CheckWarning(
+        f"The JSON result views admit {rule} users only (VIEWS_ACCESS/PUBLIC_VIEWS), but MIDDLEWARE "
+        "lacks AuthenticationMiddleware: every request is anonymous and refused (403).",
+        hint=f"Add {AUTHENTICATION_MIDDLEWARE!r} to MIDDLEWARE (after SessionMiddleware), or set "
+             'VIEWS_ACCESS to "public" or a rule of your own. '
+             + see("configuration", "Access to the JSON views"),
+        obj="MIDDLEWARE",
+        id=f"{APP_LABEL}.W007",
+    )]
+
+
+#: The settings checks, run in this order by :func:`check_settings`.
+SETTINGS_CHECKS: tuple[Callable[[], list[CheckMessage]], ...] = (
+    options_type_issues,
+    unknown_option_issues,
+    option_value_issues,
+    task_id_length_issues,
+    views_access_issues,
+    cache_backend_issues,
+    middleware_issues,
+)
+
+
+@register()
+def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """E001-E005 and W005-W007: settings that would break the package, found without a database.
+
+    Untagged, so every ``check``, ``runserver`` and ``migrate`` runs them.
+    """
+    if app_configs is not None and not any(c.label == APP_LABEL for c in app_configs):
+        return []
+    return [issue for check in SETTINGS_CHECKS for issue in check()]

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.utils.time import maybe_timedelta
-from django.db import models, router
+from django.db import models
 
 from . import engines
 from .conf import app_settings
-from .managers import delete_oldest_first
+from .managers import AliasedManager, delete_oldest_first
 from .models import ChordCounter, GroupResult, TaskResult
 from .utils import now
 
@@ -36,6 +36,14 @@ TABLES: dict[str, tuple[type[models.Model], str]] = {
 }
 
 
+def manager_of(kind: str) -> AliasedManager[models.Model]:
+    """The manager of ``kind``'s model, whose ``write_alias()`` is the one rule for picking the alias."""
+    managers: dict[str, AliasedManager[models.Model]] = {
+        TASKS: TaskResult.objects, GROUPS: GroupResult.objects, CHORDS: ChordCounter.objects,
+    }
+    return managers[kind]
+
+
 @dataclass(frozen=True)
 class Cleanup:
     """Which rows a cleanup removes, and where.
@@ -44,8 +52,9 @@ class Cleanup:
     results and chord counters have neither, so ``groups`` and ``chords``
     say whether they are cleaned at all. A completed chord counter older than
     the cutoff goes; one still waiting for parts only once it is also older
-    than ``WAITING_CHORD_EXPIRES``. ``database`` overrides the routers' write
-    alias for every table.
+    than ``WAITING_CHORD_EXPIRES``. ``database``, when given, is the only
+    alias any query of the cleanup runs on (for every table); without it each
+    table's write alias from the routers is used.
     """
 
     before: datetime
@@ -63,17 +72,16 @@ class Cleanup:
         return tuple(kind for kind in KINDS if wanted[kind])
 
     def alias(self, kind: str) -> str:
-        """The database the rows of ``kind`` are deleted from: never a read replica."""
-        model, _ = TABLES[kind]
-        return self.database or router.db_for_write(model)
+        """Where the rows of ``kind`` are deleted: ``database``, else the write alias (never a replica)."""
+        return manager_of(kind).db_manager(self.database).write_alias()
 
     def rows(self, kind: str) -> models.QuerySet:
         """The rows of ``kind`` this cleanup deletes."""
         alias = self.alias(kind)
         if kind == CHORDS:
-            return ChordCounter.objects.expired(self.before).using(alias)
-        manager = TaskResult.objects if kind == TASKS else GroupResult.objects
-        selected = manager.get_queryset().using(alias).done_before(self.before)
+            return ChordCounter.objects.db_manager(alias).expired(self.before)
+        results = TaskResult.objects if kind == TASKS else GroupResult.objects
+        selected = results.db_manager(alias).get_queryset().done_before(self.before)
         if kind == TASKS and self.statuses:
             selected = engines.filter_exactly(selected, "status", self.statuses)
         if kind == TASKS and self.task_names:
@@ -94,7 +102,7 @@ class Cleanup:
         for kind in self.kinds:
             if kind == CHORDS:
                 # Counters inserted by older code carry no date: their clock starts now.
-                ChordCounter.objects.dateless().using(self.alias(kind)).update(date_created=now())
+                ChordCounter.objects.db_manager(self.alias(kind)).dateless().update(date_created=now())
             for deleted in delete_oldest_first(self.rows(kind), TABLES[kind][1], size):
                 yield kind, deleted
 
@@ -104,7 +112,6 @@ class Cleanup:
         for kind, count in self.delete_batches():
             deleted[kind] += count
         return deleted
-
 
 
 def delete_expired_results(

@@ -17,8 +17,9 @@ from typing import Any, overload
 
 from celery import states
 from celery.utils.serialization import b64decode, b64encode
-from kombu.exceptions import DecodeError
+from kombu.exceptions import DecodeError, EncodeError
 from kombu.serialization import dumps, loads, prepare_accept_content
+from kombu.utils.encoding import safe_repr
 
 BINARY = "binary"
 
@@ -92,13 +93,29 @@ class Codec:
             payload = payload.decode("utf-8")
         return content_type, content_encoding, payload
 
+    def encode_leniently(self, data: Any) -> str:
+        """The text of ``data``, or of its ``repr`` when the serializer cannot encode it.
+
+        For what only describes a task (its arguments, user metadata): that
+        must never cost the task its result.
+        """
+        try:
+            return self.encode(data)[2]
+        except (EncodeError, TypeError, ValueError):
+            return self.encode(safe_repr(data))[2]
+
     def encode_meta(self, user: dict[str, Any], children: list[Any] | None) -> str:
         """The ``meta`` column: user metadata and the task's children.
 
         Most tasks have neither, and the text for that is the same every time.
+        User values the serializer cannot encode are stored as their ``repr``.
         """
         if user or children:
-            return self.encode({**user, "children": children})[2]
+            try:
+                return self.encode({**user, "children": children})[2]
+            except (EncodeError, TypeError, ValueError):
+                shown = {str(key): safe_repr(value) for key, value in user.items()}
+                return self.encode({**shown, "children": children})[2]
         key = "children-none" if children is None else "children-empty"
         cached = self._constant_meta.get(key)
         if cached is None:
@@ -124,29 +141,50 @@ class Codec:
             return text
 
 
+#: The largest ``retries`` the column holds (a 32-bit positive integer on every engine).
+MAX_RETRIES_STORED = 2**31 - 1
+
+
+def _text(value: Any) -> str | None:
+    """``value`` if it is text, else ``None``: a name that is not a string names nothing."""
+    return value if isinstance(value, str) else None
+
+
+def _retries(value: Any) -> int | None:
+    """``value`` if it is a count the column holds, else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_RETRIES_STORED:
+        return value
+    return None
+
+
+def _arguments(request: Any, shown: str, given: str) -> Any:
+    """``argsrepr`` (as text) when the request has one, else the arguments themselves."""
+    value = getattr(request, shown, None)
+    if value is None:
+        return getattr(request, given, None)
+    return value if isinstance(value, str) else safe_repr(value)
+
+
 def request_fields(request: Any, extended: bool) -> dict[str, Any]:
     """The columns that describe what ran: name, arguments, worker, periodic task, retries, queue.
 
     ``argsrepr``/``kwargsrepr`` are stored rather than the arguments themselves,
-    as the installed base does: Celery lets tasks mask secrets there.
+    as the installed base does: Celery lets tasks mask secrets there. Any
+    object may come as the request (a test's mock, a ``SimpleNamespace``):
+    a field of the wrong type is stored as NULL (docs/values.rst).
     """
     if request is None or not extended:
         return {}
-    args = getattr(request, "argsrepr", None)
-    if args is None:
-        args = getattr(request, "args", None)
-    kwargs = getattr(request, "kwargsrepr", None)
-    if kwargs is None:
-        kwargs = getattr(request, "kwargs", None)
-    delivery_info = getattr(request, "delivery_info", None) or {}
+    delivery_info = getattr(request, "delivery_info", None)
+    routing_key = delivery_info.get("routing_key") if isinstance(delivery_info, Mapping) else None
     return {
-        "task_name": getattr(request, "task", None),
-        "task_args": args,
-        "task_kwargs": kwargs,
-        "worker": getattr(request, "hostname", None),
-        "periodic_task_name": getattr(request, "periodic_task_name", None),
-        "retries": getattr(request, "retries", None),
-        "queue": delivery_info.get("routing_key"),
+        "task_name": _text(getattr(request, "task", None)),
+        "task_args": _arguments(request, "argsrepr", "args"),
+        "task_kwargs": _arguments(request, "kwargsrepr", "kwargs"),
+        "worker": _text(getattr(request, "hostname", None)),
+        "periodic_task_name": _text(getattr(request, "periodic_task_name", None)),
+        "retries": _retries(getattr(request, "retries", None)),
+        "queue": _text(routing_key),
     }
 
 
@@ -180,7 +218,7 @@ def task_values(
     }
     for name, value in request_fields(request, extended).items():
         if name in ("task_args", "task_kwargs") and value is not None:
-            value = codec.encode(value)[2]
+            value = codec.encode_leniently(value)
         values[name] = value
     return values
 

@@ -1,4 +1,8 @@
-"""Managers: every query on the three tables, routed through Django's routers."""
+"""Managers: every query on the three tables, on the alias the caller chose or else the routers'.
+
+An explicit alias (``db_manager(alias)``, a queryset's ``using(alias)``, a
+``using=`` argument) always wins; Django's routers decide only without one.
+"""
 
 from __future__ import annotations
 
@@ -85,18 +89,29 @@ class ResultQuerySet(models.QuerySet):
         return self.filter(date_done__lt=moment)
 
 
-class ResultManager(models.Manager[M]):
+class AliasedManager(models.Manager[M]):
+    """Base of the three managers: the one rule for the alias a write (or a must-be-fresh read) uses."""
+
+    def write_alias(self, using: str | None = None) -> str:
+        """``using``, else this manager's own alias (``db_manager()``), else the routers' write alias.
+
+        The caller's choice always wins, so that no query strays to another alias.
+        """
+        return using or self._db or router.db_for_write(self.model)
+
+
+class ResultManager(AliasedManager[M]):
     """Generic manager for celery results."""
 
     def get_queryset(self) -> ResultQuerySet:
         return ResultQuerySet(self.model, using=self._db)
 
     def connection_for_write(self) -> BaseDatabaseWrapper:
-        """The connection Django's routers send writes of this model to."""
-        return connections[router.db_for_write(self.model)]
+        """The connection writes of this model go to (see :meth:`write_alias`)."""
+        return connections[self.write_alias()]
 
     def connection_for_read(self) -> BaseDatabaseWrapper:
-        """The connection Django's routers send reads of this model to."""
+        """The connection reads go to: this manager's alias, else the routers' read alias."""
         return connections[self.db]
 
     def current_engine(self) -> str:
@@ -120,7 +135,7 @@ class ResultManager(models.Manager[M]):
         replica may lag behind.
         """
         before = now() - maybe_timedelta(expires)
-        return self.get_queryset().using(router.db_for_write(self.model)).done_before(before)
+        return self.get_queryset().using(self.write_alias()).done_before(before)
 
     def delete_expired(
         self, expires: timedelta | float | int, batch_size: int | None = None,
@@ -249,7 +264,7 @@ class TaskResultManager(ResultManager["TaskResult"]):
             "worker": worker,
             "date_started": kwargs.get("date_started"),
         }
-        alias = using or router.db_for_write(self.model)
+        alias = self.write_alias(using)
         self.upsert(values, using=alias)
         return self.get_queryset().using(alias).get(task_id=task_id)
 
@@ -264,7 +279,7 @@ class TaskResultManager(ResultManager["TaskResult"]):
         row = storable(self.model, {**values, "date_done": moment, "date_created": moment})
         if row.get("date_started") is None and values["status"] == states.STARTED:
             row["date_started"] = moment
-        alias = using or router.db_for_write(self.model)
+        alias = self.write_alias(using)
         connection = connections[alias]
         check_size(self.model, connection, row)
         sql = engines.upsert_task_sql(
@@ -282,7 +297,7 @@ class TaskResultManager(ResultManager["TaskResult"]):
         """
         moment = now()
         row = storable(self.model, {**values, "date_done": moment, "date_created": moment})
-        alias = using or router.db_for_write(self.model)
+        alias = self.write_alias(using)
         check_size(self.model, connections[alias], row)
         outside_transaction(
             alias, lambda: engines.upsert_row(self.model, alias, row, "task_id", []), or_after_commit=True,
@@ -290,7 +305,7 @@ class TaskResultManager(ResultManager["TaskResult"]):
 
     def delete_task(self, task_id: str) -> None:
         """Delete one task's row (``forget``); a missing row is not an error."""
-        self.get_queryset().using(router.db_for_write(self.model)).filter(
+        self.get_queryset().using(self.write_alias()).filter(
             task_id=check_id(self.model, "task_id", task_id)
         ).delete()
 
@@ -320,7 +335,7 @@ class GroupResultManager(ResultManager["GroupResult"]):
         }
         moment = now()
         row = storable(self.model, {**values, "date_created": moment, "date_done": moment})
-        alias = using or router.db_for_write(self.model)
+        alias = self.write_alias(using)
         check_size(self.model, connections[alias], row)
         engines.upsert_row(
             self.model, alias, row, "group_id", ["content_type", "content_encoding", "result", "date_done"],
@@ -329,7 +344,7 @@ class GroupResultManager(ResultManager["GroupResult"]):
 
     def delete_group(self, group_id: str) -> None:
         """Delete a saved group; a missing group is not an error."""
-        self.get_queryset().using(router.db_for_write(self.model)).filter(
+        self.get_queryset().using(self.write_alias()).filter(
             group_id=check_id(self.model, "group_id", group_id)
         ).delete()
 
@@ -343,13 +358,12 @@ class PartOutcome(enum.Enum):
     NO_COUNTER = "no counter"  # never applied here, or its counter expired (told once per chord)
 
 
-class ChordCounterManager(models.Manager["ChordCounter"]):
+class ChordCounterManager(AliasedManager["ChordCounter"]):
     """Manager for :class:`~django_celery_results.models.ChordCounter`."""
 
     def for_write(self) -> models.QuerySet:
         """Counters as the write alias has them (never a lagging replica)."""
-        return self.model._base_manager.using(router.db_for_write(self.model))
-
+        return self.model._base_manager.using(self.write_alias())
 
     def start(self, group_id: str, sub_tasks: str, count: int) -> None:
         """Create the counter of a chord, or reset it when the group id is applied again.
@@ -360,7 +374,7 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
         find it however long the caller's transaction lasts.
         """
         check_id(self.model, "group_id", group_id)
-        alias = router.db_for_write(self.model)
+        alias = self.write_alias()
         row = {
             "group_id": group_id, "sub_tasks": sub_tasks, "count": count, "counted_parts": "|",
             "date_created": now(),
@@ -423,7 +437,7 @@ class ChordCounterManager(models.Manager["ChordCounter"]):
         one, so the callback is failed once, not once per remaining part;
         cleanup removes it like any completed counter.
         """
-        alias = router.db_for_write(self.model)
+        alias = self.write_alias()
         try:
             with transaction.atomic(using=alias):
                 self.model._base_manager.using(alias).create(

@@ -1,10 +1,14 @@
 """JSON views of task and group states.
 
-Only authenticated users see them unless ``DJANGO_CELERY_RESULTS["PUBLIC_VIEWS"]``
-is on; tracebacks are shown to staff only. Unknown ids, and ids no row can
-have, answer 404. Every answer is strict JSON (docs/getting-started.rst,
-"JSON status views"): non-finite floats become strings, and a stored row that
-cannot be read answers 200 with ``"result": null`` and an ``error``.
+Who may read them is ``DJANGO_CELERY_RESULTS["VIEWS_ACCESS"]`` (logged-in users
+by default; ``PUBLIC_VIEWS`` is the older switch), decided before anything is
+read, so a refused request cannot learn which ids exist. A refusal answers 403
+JSON with the reason, a setting that names no usable rule too (and is logged);
+a request without ``user`` (no ``AuthenticationMiddleware``) is anonymous.
+Tracebacks are shown to staff only. Unknown ids, and ids no row can have,
+answer 404. Every answer is strict JSON (docs/getting-started.rst, "JSON status
+views"): non-finite floats become strings, and a stored row that cannot be read
+answers 200 with ``"result": null`` and an ``error``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from celery import current_app, states
 from celery.exceptions import SecurityError
 from celery.result import GroupResult
 from celery.utils import get_full_cls_name
+from django.apps import apps
 from django.http import HttpRequest, JsonResponse
 from kombu.exceptions import KombuError
 from kombu.utils.encoding import safe_repr
 
-from .conf import app_settings
+from .conf import InvalidSetting, app_settings
 from .exceptions import StorageRefused
 
 logger = logging.getLogger(__name__)
@@ -40,16 +45,76 @@ UNREADABLE = (KombuError, SecurityError, TypeError, ValueError)
 REASON_WIDTH = 200
 
 
-def results_access(view: View) -> View:
-    """Answer 403 JSON to anonymous users unless the views are public."""
+#: The ``error`` of a 403 answer, by cause.
+ANONYMOUS = "authentication required"
+NOT_STAFF = "staff access required"
+DENIED = "access denied"
+RULE_FAILED = "access rule failed"
+MISCONFIGURED = "results access is misconfigured"
 
-    @wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-        if not app_settings.public_views and not request.user.is_authenticated:
-            return JsonResponse({"error": "authentication required"}, status=403)
-        return view(request, *args, **kwargs)
 
-    return guarded
+class _NoAuthUser:
+    """The anonymous user of a site without ``django.contrib.auth``."""
+
+    is_authenticated = False
+    is_anonymous = True
+    is_active = False
+    is_staff = False
+
+
+def _anonymous() -> Any:
+    if apps.is_installed("django.contrib.auth"):
+        from django.contrib.auth.models import AnonymousUser
+
+        return AnonymousUser()
+    return _NoAuthUser()
+
+
+def _refusal(request: HttpRequest, kind: str, ident: str) -> str | None:
+    """Why ``request`` may not see the ``kind`` (``"task"``/``"group"``) ``ident``; None when it may."""
+    try:
+        rule = app_settings.views_access
+    except InvalidSetting as error:
+        logger.error("The JSON result views refuse every request: %s", error)
+        return MISCONFIGURED
+    if callable(rule):
+        try:
+            allowed = rule(request, kind, ident)
+        except Exception:  # the site's code: refuse, and keep its traceback in the log
+            logger.exception("The VIEWS_ACCESS rule failed for %s %r; the request is refused", kind, ident)
+            return RULE_FAILED
+        return None if allowed else DENIED
+    if rule == "public":
+        return None
+    user = request.user
+    if not user.is_authenticated:
+        return ANONYMOUS
+    if rule == "staff" and not (user.is_active and user.is_staff):
+        return NOT_STAFF
+    return None
+
+
+def results_access(kind: str) -> Callable[[View], View]:
+    """Refuse (403 JSON, with the reason) requests ``VIEWS_ACCESS`` does not let see the ``kind`` asked for.
+
+    The view's one argument is the task or group id. Runs before the view, so
+    existence is never looked up for a refused request.
+    """
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: str, **kwargs: str) -> JsonResponse:
+            if not hasattr(request, "user"):
+                request.user = _anonymous()
+            ident = args[0] if args else kwargs[f"{kind}_id"]
+            reason = _refusal(request, kind, ident)
+            if reason is not None:
+                return JsonResponse({"error": reason, "id": ident}, status=403)
+            return view(request, *args, **kwargs)
+
+        return guarded
+
+    return decorate
 
 
 def _json_safe(value: Any) -> Any:
@@ -130,7 +195,7 @@ def _may_see_tracebacks(request: HttpRequest) -> bool:
     return bool(getattr(request.user, "is_staff", False))
 
 
-@results_access
+@results_access("task")
 def is_task_successful(request: HttpRequest, task_id: str) -> JsonResponse:
     """``{"task": {"id": ..., "executed": bool}}``."""
     if not _task_known(task_id):
@@ -138,7 +203,7 @@ def is_task_successful(request: HttpRequest, task_id: str) -> JsonResponse:
     return JsonResponse({"task": _executed(task_id)})
 
 
-@results_access
+@results_access("task")
 def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
     """``{"task": {"id", "status", "result"}}``, plus ``exc`` (and ``traceback`` for staff) on failure."""
     if not _task_known(task_id):
@@ -166,13 +231,13 @@ def _group_answer(group_id: str, member: Callable[[str], dict[str, Any]]) -> Jso
     return JsonResponse({"group": {"id": group_id, "results": [member(r.id) for r in group.results]}})
 
 
-@results_access
+@results_access("group")
 def is_group_successful(request: HttpRequest, group_id: str) -> JsonResponse:
     """``{"group": {"id", "results": [{"id", "executed"}]}}``."""
     return _group_answer(group_id, _executed)
 
 
-@results_access
+@results_access("group")
 def group_status(request: HttpRequest, group_id: str) -> JsonResponse:
     """``{"group": {"id", "results": [{"id", "result", "status"}]}}``."""
     return _group_answer(group_id, lambda task_id: {"id": task_id, **_outcome(_meta(task_id))})

@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from html import unescape
 from typing import Any
+from unittest import mock
 from urllib.parse import parse_qsl
 from uuid import uuid4
 
 import pytest
-from celery import current_app, states
+from celery import Celery, current_app, states
+from celery import _state as celery_state
 from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.db import connection
@@ -22,6 +24,7 @@ from django.urls import reverse
 from kombu import Queue
 from kombu.exceptions import OperationalError
 
+from django_celery_results import admin as results_admin
 from django_celery_results.admin import (
     GroupResultAdmin,
     RecentValuesFilter,
@@ -314,27 +317,53 @@ def test_pretty_text_of_nothing_is_the_empty_marker(empty: str | None) -> None:
 # -- the terminate action -----------------------------------------------------------------
 
 
-@pytest.fixture
-def broadcasts(celery_app_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The control messages the admin's Celery app publishes, read from its in-memory broker."""
-    app = celery_app_factory()
-    monkeypatch.setattr(task_admin(), "celery_app", app)
-    queue = Queue(f"dcr-admin-{uuid4().hex}", app.control.mailbox.exchange, auto_delete=False)
-    with app.connection_for_write() as conn:
-        queue(conn.default_channel).declare()
+class Listener:
+    """Reads the control messages one Celery app publishes, from its in-memory broker.
 
-    def published() -> list[dict[str, Any]]:
+    A queue bound to the app's own mailbox exchange receives the app's
+    broadcasts only: apps with another ``control_exchange`` publish elsewhere.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.queue = Queue(f"dcr-admin-{uuid4().hex}", app.control.mailbox.exchange, auto_delete=False)
+        with app.connection_for_write() as conn:
+            self.queue(conn.default_channel).declare()
+
+    def __call__(self) -> list[dict[str, Any]]:
+        """The messages published since the last call."""
         messages = []
-        with app.connection_for_read() as conn:
-            bound = queue(conn.default_channel)
+        with self.app.connection_for_read() as conn:
+            bound = self.queue(conn.default_channel)
             while (message := bound.get(no_ack=True)) is not None:
                 messages.append(message.payload)
         return messages
 
-    published.app = app  # type: ignore[attr-defined]
-    yield published
-    with app.connection_for_write() as conn:
-        queue(conn.default_channel).delete()
+    def close(self) -> None:
+        with self.app.connection_for_write() as conn:
+            self.queue(conn.default_channel).delete()
+
+
+@pytest.fixture
+def listener(celery_app_factory: Any) -> Iterator[Callable[[str], Listener]]:
+    """Make a memory-broker app whose broadcasts go to its own ``control_exchange``, and listen to it."""
+    made: list[Listener] = []
+
+    def listen(control_exchange: str) -> Listener:
+        made.append(Listener(celery_app_factory(control_exchange=control_exchange)))
+        return made[-1]
+
+    yield listen
+    for one in made:
+        one.close()
+
+
+@pytest.fixture
+def broadcasts(listener: Callable[[str], Listener], monkeypatch: pytest.MonkeyPatch) -> Listener:
+    """The control messages of the app the admin uses (``django_celery_results.admin.celery_app``)."""
+    listening = listener("dcr-admin")
+    monkeypatch.setattr(results_admin, "celery_app", listening.app)
+    return listening
 
 
 def terminate(client: Client, *rows: TaskResult) -> Any:
@@ -403,8 +432,63 @@ def test_terminate_reports_an_unreachable_broker(
     assert "connection refused" in html(response)
 
 
-def test_the_current_celery_app_is_used_by_default() -> None:
-    assert TaskResultAdmin(TaskResult, admin.site).get_celery_app() is current_app._get_current_object()
+def test_the_module_app_is_celerys_current_app_proxy_by_default() -> None:
+    assert results_admin.celery_app is current_app
+    assert "celery_app" in results_admin.__all__
+
+
+def revoked_ids(messages: list[dict[str, Any]]) -> list[str]:
+    """The task ids of the revoke broadcasts among ``messages``, in order."""
+    return [i for m in messages if m["method"] == "revoke" for i in m["arguments"]["task_id"]]
+
+
+def test_patching_the_module_app_sends_the_revoke_through_that_app(
+    admin_client: Client, listener: Callable[[str], Listener],
+) -> None:
+    site, other = listener("site"), listener("other")
+    running = task(status=states.STARTED)
+
+    with mock.patch("django_celery_results.admin.celery_app", site.app):
+        response = terminate(admin_client, running)
+
+    assert "terminate 1 unfinished task." in html(response)
+    [message] = site()
+    assert message["method"] == "revoke"
+    assert message["arguments"]["task_id"] == [running.task_id]
+    assert message["arguments"]["terminate"] is True
+    assert other() == []
+
+
+def test_the_app_is_read_when_the_action_runs(
+    admin_client: Client, listener: Callable[[str], Listener], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replacing the attribute after the admin is registered redirects the next action."""
+    first, second = listener("first"), listener("second")
+    rows = [task(status=states.STARTED) for _ in range(2)]
+
+    monkeypatch.setattr(results_admin, "celery_app", first.app)
+    terminate(admin_client, rows[0])
+    monkeypatch.setattr(results_admin, "celery_app", second.app)
+    terminate(admin_client, rows[1])
+
+    assert revoked_ids(first()) == [rows[0].task_id]
+    assert revoked_ids(second()) == [rows[1].task_id]
+
+
+def test_by_default_the_app_current_when_the_action_runs_is_used(
+    admin_client: Client, listener: Callable[[str], Listener],
+) -> None:
+    project, other = listener("project"), listener("other")
+    running = task(status=states.STARTED)
+    previous = celery_state.get_current_app()
+    project.app.set_current()
+    try:
+        terminate(admin_client, running)
+    finally:
+        celery_state._set_current_app(previous)
+
+    assert revoked_ids(project()) == [running.task_id]
+    assert other() == []
 
 
 # -- filters ------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from celery import states
+from celery import group, states
 from celery import uuid as celery_uuid
 from celery.app.task import Context
+from celery.backends.base import Backend
 from celery.exceptions import ChordError
 from celery.result import AsyncResult, GroupResult
 from django.db import connection
@@ -279,6 +280,26 @@ def test_chord_with_failing_part_marks_callback_failed(app: Any) -> None:
     assert outcome.state == states.FAILURE
     assert isinstance(outcome.result, ChordError)
     assert parts[1].id in str(outcome.result)
+
+
+#: Celery >= 5.6 fails each task of a chord's group body with the header's own exception.
+FAILS_GROUP_BODIES = hasattr(Backend, "_handle_group_chord_error")
+
+
+@pytest.mark.skipif(not FAILS_GROUP_BODIES, reason="Celery < 5.6 fails a group body as one")
+def test_a_failed_part_fails_each_task_of_a_group_body_with_its_own_exception(app: Any) -> None:
+    body = group(app.signature("proj.tasks.collect"), app.signature("proj.tasks.collect"), app=app)
+    members = body.freeze().results
+    group_id, parts = _chord_parts(app, 2)
+    app.backend.apply_chord((group_id, parts), body)
+    _finish_part(app, group_id, parts[0], body)
+    _finish_part(app, group_id, parts[1], body, state=states.FAILURE, value=KeyError("bad part"))
+
+    for member in members:
+        outcome = AsyncResult(member.id, backend=app.backend)
+        # The ChordError's __cause__ is the part's own exception, and Celery stores that.
+        assert outcome.state == states.FAILURE
+        assert isinstance(outcome.result, KeyError) and outcome.result.args == ("bad part",)
 
 
 def test_chord_size_counts_nested_leaves(app: Any) -> None:

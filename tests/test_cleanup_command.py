@@ -53,7 +53,7 @@ FRESH = timedelta(minutes=10)
 
 
 def add_tasks(prefix: str, count: int, age: timedelta, status: str = states.SUCCESS,
-              task_name: str = "tests.add", chunk: int = 2000) -> list[str]:
+              task_name: str | None = "tests.add", chunk: int = 2000) -> list[str]:
     """``count`` task results ``age`` old (a second older per chunk), ids ``<prefix>:<n>``."""
     ids = [f"{prefix}:{n}" for n in range(count)]
     for start in range(0, count, chunk):
@@ -128,6 +128,21 @@ def run(*args: str, **options: Any) -> str:
     out = io.StringIO()
     call_command(COMMAND, *args, stdout=out, stderr=io.StringIO(), **options)
     return out.getvalue()
+
+
+def run_both(*args: str, **options: Any) -> tuple[str, str]:
+    """Run the command in this process; return what it wrote to stdout and to stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    call_command(COMMAND, *args, stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+def refused(*args: str, **options: Any) -> str:
+    """Run the command expecting a refusal before any query; return its message."""
+    with CaptureQueriesContext(connection) as captured, pytest.raises(CommandError) as raised:
+        run(*args, **options)
+    assert captured.captured_queries == []
+    return str(raised.value)
 
 
 def summary(text: str) -> str:
@@ -232,8 +247,8 @@ def test_dry_run_counts_and_changes_nothing() -> None:
 
     out = run("--older-than=1d", "--dry-run")
 
-    assert summary(out) == (
-        "Would delete 15 task results, 3 group results, 4 chord counters older than 1 day (? s).\n"
+    assert summary(out.splitlines()[0]) == (
+        "Would delete 15 task results, 3 group results, 4 chord counters older than 1 day (? s)."
     )
     assert remaining() == before
     assert ChordCounter.objects.get(group_id=undated[0]).date_created is None
@@ -318,23 +333,247 @@ def test_flags_also_work_as_call_command_keywords() -> None:
 
 
 @db
-def test_an_unknown_state_is_pointed_out_and_matched_exactly() -> None:
-    add_tasks("old", 2, OLD)
-    err = io.StringIO()
-    call_command(COMMAND, "--older-than=1d", "--status=success", stdout=io.StringIO(), stderr=err)
-    assert "success is not a built-in Celery state" in err.getvalue()
+@pytest.mark.parametrize(("args", "stored"), [
+    (["--status=SUCCESS"], "success"), (["--status=SUCCESS "], states.SUCCESS),
+    (["--task-name=TESTS.ADD"], states.SUCCESS), (["--task-name=tests.add "], states.SUCCESS),
+])
+def test_filters_are_exact_on_every_engine(args: list[str], stored: str) -> None:
+    """MySQL's default collations ignore case and trailing spaces; the filters do not."""
+    add_tasks("old", 2, OLD, status=stored)
+    assert "Deleted 0 task results" in run("--older-than=1d", *args)
     assert TaskResult.objects.count() == 2
+
+
+# -- states ---------------------------------------------------------------------------------------
+
+CUSTOM_STATES_HINT = "a custom state is accepted when written in upper case."
+
+
+@db
+@pytest.mark.parametrize(("state", "message"), [
+    ("success", "Unknown --status 'success': states are case-sensitive. Did you mean --status SUCCESS?"),
+    ("Failure", "Unknown --status 'Failure': states are case-sensitive. Did you mean --status FAILURE?"),
+    ("sucess", "Unknown --status 'sucess': did you mean SUCCESS? "
+               "(A custom state is accepted when written in upper case.)"),
+    ("success ", "Unknown --status 'success ': did you mean SUCCESS? "
+                 "(A custom state is accepted when written in upper case.)"),
+    ("progress", "Unknown --status 'progress': Celery's states are FAILURE, PENDING, RECEIVED, RETRY, "
+                 f"REVOKED, STARTED, SUCCESS; {CUSTOM_STATES_HINT}"),
+    ("", "Unknown --status '': Celery's states are FAILURE, PENDING, RECEIVED, RETRY, "
+         f"REVOKED, STARTED, SUCCESS; {CUSTOM_STATES_HINT}"),
+])
+def test_a_state_not_in_upper_case_is_refused_with_a_suggestion(state: str, message: str) -> None:
+    add_tasks("old", 2, OLD, status=states.SUCCESS)
+    add_tasks("old-lower", 1, OLD, status=state)  # even stored so, it is not selectable
+    assert refused("--older-than=1d", f"--status={state}") == message
+    assert refused("--older-than=1d", "--status=FAILURE", f"--status={state}", verbosity=0) == message
+    assert TaskResult.objects.count() == 3
+
+
+@db
+def test_a_custom_state_in_upper_case_is_cleaned_with_a_note() -> None:
+    gone = add_tasks("old-progress", 2, OLD, status="PROGRESS")
+    kept = add_tasks("old", 3, OLD) + add_tasks("fresh-progress", 1, FRESH, status="PROGRESS")
+
+    out, err = run_both("--older-than=1d", "--status=PROGRESS")
+
+    assert err == (
+        "Note: PROGRESS is not a built-in Celery state; only task results stored with exactly this "
+        "state match.\n"
+    )
+    assert "Deleted 2 task results (status PROGRESS)" in out
+    assert remaining()["tasks"] == set(kept)
+    assert not set(gone) & remaining()["tasks"]
+
+
+@db
+def test_a_custom_state_close_to_a_built_in_one_gets_a_did_you_mean() -> None:
+    add_tasks("old", 2, OLD)
+
+    out, err = run_both("--older-than=1d", "--status=SUCESS", "--status=SUCCESS")
+
+    assert err == (
+        "Note: SUCESS is not a built-in Celery state (did you mean SUCCESS?); only task results stored "
+        "with exactly this state match.\n"
+    )
+    assert "Deleted 2 task results (status SUCESS or SUCCESS)" in out
+
+
+@db
+def test_built_in_states_pass_without_a_note() -> None:
+    add_tasks("old", 1, OLD)
+    args = [f"--status={state}" for state in sorted(states.ALL_STATES)]
+    out, err = run_both("--older-than=1d", *args)
+    assert err == ""
+    assert "Deleted 1 task result (status FAILURE or PENDING or RECEIVED" in out
+
+
+# -- ages under a minute --------------------------------------------------------------------------
+
+UNDER_A_MINUTE = (
+    "Refusing an age under a minute without --force: older than {age} ({origin}) also reaches tasks "
+    "still queued or running, whose results are dated by their latest state. Pass --force to delete "
+    "them anyway."
+)
+
+
+@db
+@pytest.mark.parametrize(("text", "age"), [("30s", "30 seconds"), ("59s", "59 seconds"), ("0s", "0 seconds")])
+def test_an_age_under_a_minute_needs_force(text: str, age: str) -> None:
+    mixed()
+    add_tasks("running", 1, timedelta(seconds=1), status=states.STARTED)
+    before = remaining()
+
+    message = refused(f"--older-than={text}", verbosity=0)
+
+    assert message == UNDER_A_MINUTE.format(age=age, origin="--older-than")
+    assert remaining() == before
+
+
+@db
+def test_with_force_an_age_under_a_minute_deletes() -> None:
+    gone = add_tasks("started-45s-ago", 1, timedelta(seconds=45), status=states.STARTED)
+    kept = add_tasks("started-2s-ago", 1, timedelta(seconds=2), status=states.STARTED)
+
+    out = run("--older-than", "30s", "--force")
+
+    assert "Deleted 1 task result, 0 group results, 0 chord counters older than 30 seconds" in out
+    assert remaining()["tasks"] == set(kept)
+    assert not set(gone) & remaining()["tasks"]
+
+
+@db
+def test_a_minute_exactly_needs_no_force() -> None:
+    add_tasks("old", 2, timedelta(minutes=5))
+    assert "Deleted 2 task results" in run("--older-than=1m")
+    assert TaskResult.objects.count() == 0
+
+
+@db
+def test_a_dry_run_under_a_minute_counts_and_notes_that_force_is_needed() -> None:
+    add_tasks("old", 2, timedelta(minutes=5))
+
+    out, err = run_both("--older-than=30s", "--dry-run")
+
+    assert summary(out).splitlines()[0] == (
+        "Would delete 2 task results, 0 group results, 0 chord counters older than 30 seconds (? s)."
+    )
+    assert err == "Note: older than 30 seconds is under a minute: the cleanup itself needs --force.\n"
+    assert TaskResult.objects.count() == 2
+    assert run_both("--older-than=30s", "--dry-run", "--force")[1] == ""
+
+
+# -- values starting with a minus sign -------------------------------------------------------------
+
+NEGATIVE_AGE = (
+    "Invalid --older-than {text!r}: an age cannot be negative; use a number and a unit: s, m, h, d or w "
+    "(e.g. 90s, 30m, 12h, 7d, 2w, or 1d12h)."
+)
 
 
 @db
 @pytest.mark.parametrize("args", [
-    ["--status=success"], ["--status=SUCCESS "], ["--task-name=TESTS.ADD"], ["--task-name=tests.add "],
+    ["--older-than", "-5"], ["--older-than", "-5d"], ["--older-than", "-1d12h"], ["--older-than", "-.5d"],
+    ["--older", "-2w"], ["--older-than=-5d"], ["--dry-run", "--older-than", "-5d"],
 ])
-def test_filters_are_exact_on_every_engine(args: list[str]) -> None:
-    """MySQL's default collations ignore case and trailing spaces; the filters do not."""
+def test_a_negative_age_gets_the_commands_own_error(args: list[str]) -> None:
     add_tasks("old", 2, OLD)
-    assert "Deleted 0 task results" in run("--older-than=1d", *args)
+    assert refused(*args) == NEGATIVE_AGE.format(text=args[-1].removeprefix("--older-than="))
     assert TaskResult.objects.count() == 2
+
+
+@db
+@pytest.mark.parametrize(("value", "shown"), [("-1", "-1"), ("-5", "-5"), ("-1_000", "-1000")])
+def test_a_negative_batch_size_gets_the_commands_own_error(value: str, shown: str) -> None:
+    add_tasks("old", 2, OLD)
+    for args in (["--batch-size", value], ["--batch", value]):
+        assert refused("--older-than=1d", *args) == f"Invalid --batch-size {shown}: {BATCH_SIZE_RANGE}"
+    assert TaskResult.objects.count() == 2
+
+
+@db
+def test_an_option_after_older_than_is_still_not_taken_as_its_value() -> None:
+    add_tasks("old", 2, OLD)
+    assert refused("--older-than", "--dry-run") == "Error: argument --older-than: expected one argument"
+    assert refused("--older-than", "-v", "2") == "Error: argument --older-than: expected one argument"
+    assert TaskResult.objects.count() == 2
+
+
+# -- dry-run breakdown -----------------------------------------------------------------------------
+
+
+@db
+def test_dry_run_breaks_the_task_results_down_by_state_and_task_name() -> None:
+    mixed()
+    before = remaining()
+
+    with CaptureQueriesContext(connection) as captured:
+        out = run("--older-than=1d", "--dry-run")
+
+    assert summary(out) == (
+        "Would delete 15 task results, 3 group results, 4 chord counters older than 1 day (? s).\n"
+        "Task results by state:\n"
+        "   9  SUCCESS\n"
+        "   4  FAILURE\n"
+        "   2  STARTED\n"
+        "Task results by task name:\n"
+        "  10  tests.add\n"
+        "   5  tests.mul\n"
+    )
+    assert remaining() == before
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == 5  # a COUNT per table, then the two breakdowns
+    grouped = [q for q in sql if "GROUP BY" in q.upper()]
+    assert len(grouped) == 2
+    by_state, by_name = grouped
+    date_done = connection.ops.quote_name("date_done")
+    for query in grouped:
+        assert f"{date_done} <" in query  # the expired rows only, through the date index
+    # What each groups by is what it selects beside the count (engines may write GROUP BY 1).
+    assert re.fullmatch(r"SELECT \S+status\S* AS \S+, COUNT\(\*\) AS \S+", by_state.split(" FROM ")[0])
+    assert "LIMIT" not in by_state.upper()
+    assert re.fullmatch(r"SELECT \S+task_name\S* AS \S+, COUNT\(\*\) AS \S+", by_name.split(" FROM ")[0])
+    assert re.search(r"ORDER BY .*DESC.*LIMIT 10$", by_name, re.IGNORECASE)
+
+
+@db
+def test_dry_run_lists_the_ten_most_frequent_task_names_and_the_rest() -> None:
+    for n in range(12):  # tests.t00 has 12 rows, ..., tests.t11 has 1
+        add_tasks(f"old-{n}", 12 - n, OLD, task_name=f"tests.t{n:02}")
+    add_tasks("old-unnamed", 1, OLD, task_name=None)
+    add_tasks("fresh", 50, FRESH, task_name="tests.fresh")
+
+    out = run("--older-than=1d", "--dry-run")
+
+    lines = out.splitlines()
+    assert lines[0].startswith("Would delete 79 task results,")
+    assert lines[1:3] == ["Task results by state:", "  79  SUCCESS"]
+    assert lines[3:] == [
+        "Task results by task name (the 10 most frequent):",
+        *(f"  {12 - n:>2}  tests.t{n:02}" for n in range(10)),
+        "   4  (other task names)",  # tests.t10, tests.t11 and the unnamed row
+    ]
+
+
+@db
+def test_dry_run_breakdown_follows_the_filters() -> None:
+    mixed()
+    out = run("--older-than=1d", "--dry-run", "--status=FAILURE", "--status=STARTED")
+    assert summary(out).splitlines()[-7:] == [
+        "Would delete 6 task results (status FAILURE or STARTED) older than 1 day (? s).",
+        "Task results by state:", "  4  FAILURE", "  2  STARTED",
+        "Task results by task name:", "  4  tests.add", "  2  tests.mul",
+    ]
+
+
+@db
+@pytest.mark.parametrize(("args", "verbosity"), [(["--older-than=30d"], 1), (["--older-than=1d"], 0)])
+def test_no_breakdown_when_nothing_would_go_or_quiet(args: list[str], verbosity: int) -> None:
+    mixed()
+    with CaptureQueriesContext(connection) as captured:
+        out = run("--dry-run", *args, verbosity=verbosity)
+    assert len(out.splitlines()) == verbosity
+    assert not [q for q in captured.captured_queries if "GROUP BY" in q["sql"].upper()]
 
 
 # -- batches ----------------------------------------------------------------------------------------
@@ -682,6 +921,24 @@ def test_process_exits_non_zero_on_a_bad_duration() -> None:
 
 
 @db
+@pytest.mark.parametrize(("args", "message"), [
+    (["--older-than", "-5d"], NEGATIVE_AGE.format(text="-5d")),
+    (["--older-than=1d", "--batch-size", "-1"], f"Invalid --batch-size -1: {BATCH_SIZE_RANGE}"),
+    (["--older-than", "30s"], UNDER_A_MINUTE.format(age="30 seconds", origin="--older-than")),
+    (["--older-than", "1d", "--status", "success"],
+     "Unknown --status 'success': states are case-sensitive. Did you mean --status SUCCESS?"),
+])
+def test_process_refusals_exit_one_with_the_commands_message(args: list[str], message: str) -> None:
+    """Parsed from a real command line: the command's own error (exit 1), not argparse's (exit 2)."""
+    add_tasks("old", 3, OLD)
+
+    done = cleanup_process(*args)
+
+    assert (done.returncode, done.stderr, done.stdout) == (1, f"CommandError: {message}\n", "")
+    assert TaskResult.objects.count() == 3
+
+
+@db
 def test_process_refuses_a_huge_batch_size_without_a_driver_error() -> None:
     add_tasks("old", 3, OLD)
 
@@ -774,8 +1031,8 @@ def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
     add_tasks("fresh", 40_000, FRESH)
     inserted = time.monotonic()
 
-    assert summary(run("--older-than=1d", "--dry-run")) == (
-        "Would delete 60000 task results, 0 group results, 0 chord counters older than 1 day (? s).\n"
+    assert summary(run("--older-than=1d", "--dry-run").splitlines()[0]) == (
+        "Would delete 60000 task results, 0 group results, 0 chord counters older than 1 day (? s)."
     )
     assert TaskResult.objects.count() == 100_000
     counted = time.monotonic()

@@ -96,3 +96,25 @@ def test_chord_with_a_failed_part_fails_its_callback(worker: Worker) -> None:
     failed_part = result.parent.results[1]
     assert "part failed" in str(result.result)
     assert isinstance(failed_part.result, ValueError)
+
+
+def test_a_failed_header_part_fails_a_group_body_with_its_own_exception(worker: Worker) -> None:
+    from celery import group
+    from celery.backends.base import Backend
+
+    tasks = worker.tasks
+    body = group(tasks.total.s(), tasks.total.s())
+    result = (group(tasks.add.s(1, 1), tasks.fail.s("header part failed")) | body).apply_async()
+    worker.wait(result, timeout=60)
+
+    members = result.results
+    for member in members:
+        worker.wait(member, timeout=30)
+        assert member.state == states.FAILURE
+    if hasattr(Backend, "_handle_group_chord_error"):  # Celery >= 5.6: the header's own exception
+        with pytest.raises(ValueError, match="header part failed"):
+            result.get(timeout=10)
+        assert all(isinstance(member.result, ValueError) for member in members)
+    else:
+        with pytest.raises(ChordError, match="header part failed"):
+            result.get(timeout=10)

@@ -142,6 +142,15 @@ class DatabaseBackend(BaseDictBackend):
                 if not connection.in_atomic_block:
                     connection.close()
 
+    def current_task_children(self, request: Any = None) -> list[Any] | None:
+        """The running task's children, as Celery stores them; results only (a mock's are ignored)."""
+        if request is None:
+            return super().current_task_children(request)  # the current task's request
+        children = getattr(request, "children", None)
+        if not isinstance(children, (list, tuple)):
+            return None
+        return [child.as_tuple() for child in children if callable(getattr(child, "as_tuple", None))]
+
     # -- content ------------------------------------------------------------
 
     def encode_content(self, data: Any) -> tuple[str, str, str]:
@@ -386,7 +395,7 @@ class DatabaseBackend(BaseDictBackend):
         ``cleanup()``), so a duplicate arriving after completion is ignored too.
         """
         group_id, task_id = getattr(request, "group", None), getattr(request, "id", None)
-        if not group_id or not task_id:
+        if not isinstance(group_id, str) or not isinstance(task_id, str) or not group_id or not task_id:
             return
         counters = self.ChordCounterModel._default_manager
         outcome = counters.part_done(group_id, task_id)
@@ -412,7 +421,8 @@ def fire_callback(app: Any, callback: Any, header: GroupResult) -> None:
     """Join the header and send the callback; on any failure mark the callback failed.
 
     The callback is never dropped silently: the chord's result shows a
-    :class:`~celery.exceptions.ChordError` that names the cause.
+    :class:`~celery.exceptions.ChordError` that names the cause and carries it
+    as ``__cause__`` (Celery >= 5.6 fails each task of a group body with it).
     """
     join = header.join_native if header.supports_native_join else header.join
     try:
@@ -422,10 +432,17 @@ def fire_callback(app: Any, callback: Any, header: GroupResult) -> None:
         culprit = next((r for r in header.results if r.state in states.PROPAGATE_STATES), None)
         reason = f"Dependency {culprit.id} raised {exc!r}" if culprit else repr(exc)
         logger.exception("Chord %s failed: %s", header.id, reason)
-        app.backend.chord_error_from_stack(callback, ChordError(reason))
+        app.backend.chord_error_from_stack(callback, chord_error(reason, exc))
         return
     try:
         callback.delay(values)
     except Exception as exc:
         logger.exception("Chord %s: the callback could not be sent", header.id)
-        app.backend.chord_error_from_stack(callback, ChordError(f"Callback error: {exc!r}"))
+        app.backend.chord_error_from_stack(callback, chord_error(f"Callback error: {exc!r}", exc))
+
+
+def chord_error(reason: str, cause: BaseException) -> ChordError:
+    """A :class:`ChordError` whose ``__cause__`` is what made the chord fail, as if raised ``from`` it."""
+    error = ChordError(reason)
+    error.__cause__ = cause
+    return error

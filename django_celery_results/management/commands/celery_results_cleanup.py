@@ -10,6 +10,23 @@ options to narrow it and to see what it would do first. Decisions:
   ``result_expires`` is Celery's default of 1 day. When ``result_expires`` is
   None (results never expire) the command refuses to guess and asks for
   ``--older-than``. ``-v 2`` shows which app the default came from.
+* An age under a minute needs ``--force``: a task result is dated by its
+  latest state, so such a cutoff reaches tasks still queued or running
+  (PENDING, STARTED, RETRY rows). A dry run deletes nothing, so it only
+  notes that the real run would need ``--force``.
+* ``--status`` takes Celery's states and custom ones, which Celery and
+  projects write in upper case (``PROGRESS``). A value in upper case is
+  taken as given, with a note when it is not a built-in state (and a
+  "did you mean" when one is close). Any other value is refused before any
+  query: ``success`` would match nothing, as states are case-sensitive, so
+  the error names ``SUCCESS``, or a close state, or lists the states.
+* ``--older-than`` and ``--batch-size`` take a value starting with a minus
+  sign (``--older-than -5d``) as their value rather than as an unknown
+  option, so that the command, not argparse, says why it is refused.
+* ``--dry-run`` also breaks the task results down per state and for the 10
+  most frequent task names: two ``GROUP BY`` queries over the rows already
+  selected through the date index, returning at most a row per state and 10
+  rows of names.
 * ``--status`` and ``--task-name`` select task results. Group results and
   chord counters have no state or task name: a filter cannot say which of
   them belong to the selected tasks, so they are kept unless
@@ -33,11 +50,13 @@ options to narrow it and to see what it would do first. Decisions:
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import timedelta
 from types import FrameType
@@ -46,8 +65,9 @@ from typing import Any
 from celery import states
 from celery.utils.time import maybe_timedelta
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, router
+from django.db.models import Count
 
 from django_celery_results.cleanup import CHORDS, GROUPS, KINDS, TABLES, TASKS, Cleanup
 from django_celery_results.conf import app_settings
@@ -65,12 +85,28 @@ BATCH_SIZE_SETTING = 'DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"]'
 #: Signals that stop the cleanup after the batch in flight.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+#: Below this age a cleanup reaches tasks still queued or running: it needs ``--force``.
+MIN_AGE = timedelta(minutes=1)
+
+#: Celery's built-in states, as listed in messages.
+KNOWN_STATES = tuple(sorted(states.ALL_STATES))
+
+#: How many task names a dry run lists, the most frequent first.
+TOP_TASK_NAMES = 10
+
+#: Options whose value may start with a minus sign: the command refuses it with its own message.
+SIGNED_VALUE_OPTIONS = frozenset({"--older-than", "--batch-size"})
+#: A token argparse would take for an option but that is a (negative) value: a minus then a digit.
+SIGNED_VALUE = re.compile(r"-\.?\d")
+
 
 def parse_age(text: str) -> timedelta:
     """``7d``, ``12h``, ``30m``, ``90s``, ``2w``, or units combined largest first (``1d12h``).
 
     Raises ``ValueError`` with a message for the operator.
     """
+    if text.strip().startswith("-"):
+        raise ValueError(f"Invalid --older-than {text!r}: an age cannot be negative; use {AGE_HELP}.")
     match = AGE.fullmatch(text.strip())
     if match is None or not any(match.groupdict().values()):
         raise ValueError(f"Invalid --older-than {text!r}: use {AGE_HELP}.")
@@ -97,6 +133,76 @@ def describe_age(age: timedelta) -> str:
     if rest or not parts:
         parts.append(plural(round(rest, 6), "second"))
     return " ".join(parts)
+
+
+def check_state(status: str) -> str | None:
+    """``None`` for a Celery state, a note for a custom (upper-case) one; ``CommandError`` otherwise.
+
+    States are compared exactly, so a lower-case or misspelt one would silently match nothing.
+    """
+    if status in states.ALL_STATES:
+        return None
+    close = difflib.get_close_matches(status.upper(), KNOWN_STATES, n=1)
+    if status.isupper():
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return (
+            f"Note: {status} is not a built-in Celery state{hint}; only task results stored with "
+            "exactly this state match."
+        )
+    if status.upper() in states.ALL_STATES:
+        raise CommandError(
+            f"Unknown --status {status!r}: states are case-sensitive. Did you mean --status {status.upper()}?"
+        )
+    if close:
+        raise CommandError(
+            f"Unknown --status {status!r}: did you mean {close[0]}? "
+            "(A custom state is accepted when written in upper case.)"
+        )
+    raise CommandError(
+        f"Unknown --status {status!r}: Celery's states are {', '.join(KNOWN_STATES)}; "
+        "a custom state is accepted when written in upper case."
+    )
+
+
+class SignedValueParser(CommandParser):
+    """Reads ``--older-than -5d`` as the option and its value, not as two options.
+
+    argparse takes a token starting with ``-`` for an option unless it is a
+    plain negative number, and would fail with "expected one argument"; the
+    command's own check then explains why the value is refused.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        tokens = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self.attach_signed_values(tokens), namespace)
+
+    def attach_signed_values(self, tokens: list[str]) -> list[str]:
+        """``["--older-than", "-5d"]`` becomes ``["--older-than=-5d"]``; other tokens are kept."""
+        attached: list[str] = []
+        index = 0
+        while index < len(tokens):
+            token = tokens[index]
+            if token == "--":  # what follows is positional
+                return attached + tokens[index:]
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            if following is not None and SIGNED_VALUE.match(following) and self.takes_signed_value(token):
+                attached.append(f"{token}={following}")
+                index += 2
+            else:
+                attached.append(token)
+                index += 1
+        return attached
+
+    def takes_signed_value(self, token: str) -> bool:
+        """Whether ``token`` names one of :data:`SIGNED_VALUE_OPTIONS`, in full or abbreviated."""
+        if token in SIGNED_VALUE_OPTIONS:
+            return True
+        if not (self.allow_abbrev and token.startswith("--") and len(token) > 2):
+            return False
+        names = {name for action in self._actions for name in action.option_strings if name.startswith(token)}
+        return len(names) == 1 and names <= SIGNED_VALUE_OPTIONS
 
 
 @contextmanager
@@ -160,15 +266,29 @@ class Command(BaseCommand):
         "batches, oldest first. Try --dry-run first. Exit status 0 means the cleanup finished."
     )
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        """Django's parser, reading values that start with a minus sign (:class:`SignedValueParser`)."""
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # Django builds the parser itself; the subclass only adds how arguments are read.
+        parser.__class__ = SignedValueParser
+        return parser
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--older-than", metavar="DURATION",
             help=f"Delete rows older than this: {AGE_HELP}. Default: result_expires of the "
-            "current Celery app (Celery's default: 1 day); refused when it is None.",
+            "current Celery app (Celery's default: 1 day); refused when it is None. "
+            "Under a minute needs --force.",
+        )
+        parser.add_argument(
+            "--force", action="store_true",
+            help="Delete even when the age is under a minute, which also reaches tasks still queued "
+            "or running (a result is dated by its latest state).",
         )
         parser.add_argument(
             "--status", action="append", metavar="STATE",
-            help="Only task results in this state (exact, e.g. SUCCESS); repeat for several. "
+            help="Only task results in this state (exact, e.g. SUCCESS; a custom state in upper "
+            "case); repeat for several. "
             "Keeps group results and chord counters unless --include-groups/--include-chords.",
         )
         parser.add_argument(
@@ -191,7 +311,9 @@ class Command(BaseCommand):
             "DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE'] (1000 when unset).",
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing.",
+            "--dry-run", action="store_true",
+            help="Count what would be deleted, also per state and for the 10 most frequent task "
+            "names; delete nothing.",
         )
         parser.add_argument(
             "--database", metavar="ALIAS",
@@ -202,7 +324,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = int(options["verbosity"])
         age, origin = self.age(options["older_than"])
+        too_young = age < MIN_AGE and not options["force"]
+        if too_young and not options["dry_run"]:
+            raise CommandError(
+                f"Refusing an age under a minute without --force: older than {describe_age(age)} "
+                f"({origin}) also reaches tasks still queued or running, whose results are dated by "
+                "their latest state. Pass --force to delete them anyway."
+            )
         statuses = tuple(dict.fromkeys(options["status"] or ()))
+        notes = [note for note in map(check_state, statuses) if note]
         task_names = tuple(dict.fromkeys(options["task_name"] or ()))
         filtered = bool(statuses or task_names)
         included = {
@@ -220,6 +350,13 @@ class Command(BaseCommand):
         )
         self.check_database(cleanup)
         if verbosity >= 1:
+            for note in notes:
+                self.stderr.write(note)
+            if too_young:
+                self.stderr.write(
+                    f"Note: older than {describe_age(age)} is under a minute: the cleanup itself "
+                    "needs --force."
+                )
             self.explain_filters(statuses, options)
         if verbosity >= 2:
             where = ", ".join(f"{kind} on '{cleanup.alias(kind)}'" for kind in cleanup.kinds)
@@ -240,6 +377,8 @@ class Command(BaseCommand):
                 f"({time.monotonic() - started:.1f} s)."
             )
             self.stdout.write(line if options["dry_run"] else self.style.SUCCESS(line))
+            if options["dry_run"] and counts[TASKS]:
+                self.show_breakdown(cleanup, counts[TASKS])
 
     # -- options ----------------------------------------------------------------------------
 
@@ -303,12 +442,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--database {alias!r}: the routers keep the {kind} table out of it.")
 
     def explain_filters(self, statuses: tuple[str, ...], options: dict[str, Any]) -> None:
-        unknown = [status for status in statuses if status not in states.ALL_STATES]
-        if unknown:
-            self.stderr.write(
-                f"Note: {', '.join(unknown)} is not a built-in Celery state (states are case-sensitive); "
-                "only task results stored with exactly this state match."
-            )
+        """Say that a filter keeps group results and chord counters unless they are asked for."""
         if not (statuses or options["task_name"]):
             return
         kept = [kind for kind, flag in ((GROUPS, "include_groups"), (CHORDS, "include_chords"))
@@ -320,6 +454,35 @@ class Command(BaseCommand):
             )
 
     # -- running ------------------------------------------------------------------------------
+
+    def show_breakdown(self, cleanup: Cleanup, total: int) -> None:
+        """The task results a dry run counted, per state and for the most frequent task names.
+
+        Two ``GROUP BY`` queries over the rows the cleanup selects (through the
+        date index), each returning a bounded number of rows. On MySQL the
+        groups follow the column's collation: names differing only in case
+        are counted together (the filters themselves stay exact).
+        """
+        rows = cleanup.rows(TASKS).order_by()
+        by_state = rows.values("status").annotate(rows=Count("*")).order_by("-rows", "status")
+        by_name = (rows.values("task_name").annotate(rows=Count("*"))
+                   .order_by("-rows", "task_name")[:TOP_TASK_NAMES])
+        width = len(str(total))
+        lines = ["Task results by state:"]
+        lines += [f"  {group['rows']:>{width}}  {group['status']}" for group in by_state]
+        names = list(by_name)
+        others = total - sum(group["rows"] for group in names)
+        lines.append(
+            f"Task results by task name (the {TOP_TASK_NAMES} most frequent):" if others > 0
+            else "Task results by task name:"
+        )
+        for group in names:
+            name = group["task_name"]
+            label = "(no task name)" if name is None else name or "(empty task name)"
+            lines.append(f"  {group['rows']:>{width}}  {label}")
+        if others > 0:
+            lines.append(f"  {others:>{width}}  (other task names)")
+        self.stdout.write("\n".join(lines))
 
     def delete(self, cleanup: Cleanup, age: timedelta, verbosity: int) -> dict[str, int]:
         """Run the cleanup batch by batch; stop between batches when asked to."""
