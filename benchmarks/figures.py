@@ -492,7 +492,7 @@ def cleanup(bench: Bench) -> Figure:
     with CaptureQueriesContext(connection) as queries:
         bench.backend.cleanup()
     task_statements = [q["sql"] for q in queries.captured_queries if floor.TASK_TABLE in q["sql"]]
-    deletes = sum(1 for sql in task_statements if sql.lstrip().upper().startswith("DELETE"))
+    deletes = sum(1 for sql in task_statements if "DELETE FROM" in sql.upper())
 
     def run(kind: str, size: int, traced: bool) -> dict[str, Any]:
         _empty_tasks()

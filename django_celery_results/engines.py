@@ -160,6 +160,38 @@ def write_row(model: Any, alias: str, sql: str, values: Mapping[str, Any]) -> in
         return int(cursor.rowcount)
 
 
+#: The name under which the keys query of :func:`delete_keys_sql` returns the keys.
+BATCH_KEY = "dcr_batch_key"
+
+
+def delete_keys_sql(
+    connection: BaseDatabaseWrapper, table: str, pk: str, date_column: str, keys_sql: str, recheck_sql: str,
+) -> tuple[str, bool]:
+    """One DELETE of the rows whose keys ``keys_sql`` selects (as :data:`BATCH_KEY`) that still match.
+
+    The keys are read through a derived table: MySQL refuses ``LIMIT`` in an
+    ``IN`` subquery, and a subquery on the table being deleted from. The
+    re-check is the selection's own condition, applied to those rows only: a
+    row written again meanwhile is no longer expired and stays. On PostgreSQL
+    the statement also returns the newest date it deleted (``True`` as the
+    second value), so the next batch can start its index scan there, past the
+    dead entries this batch leaves until vacuum.
+    """
+    qn = connection.ops.quote_name
+    delete = (
+        # Qualified: an unknown column must be an error, never the outer row's own key.
+        f"DELETE FROM {qn(table)} WHERE {qn(pk)} IN "
+        f"(SELECT batch.{qn(BATCH_KEY)} FROM ({keys_sql}) AS batch) "
+        f"AND ({recheck_sql or '1 = 1'})"
+    )
+    if connection.vendor != "postgresql":
+        return delete, False
+    return (
+        f"WITH gone AS ({delete} RETURNING {qn(date_column)}) "
+        f"SELECT COUNT(*), MAX({qn(date_column)}) FROM gone"
+    ), True
+
+
 def upsert_row(
     model: Any, alias: str, values: Mapping[str, Any], conflict_column: str,
     update_columns: Sequence[str],

@@ -186,24 +186,40 @@ def outside_transaction(alias: str, write: Callable[[], Any], *, or_after_commit
 def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> Iterator[int]:
     """Delete ``rows`` oldest first, ``size`` at a time; yield each batch's count after its commit.
 
-    Each batch reads at most ``size`` primary keys through the index on
-    ``date_field`` and deletes them in the same short transaction, so locks
-    stay brief and memory is bounded by the batch. The DELETE repeats the
-    selection's conditions: a row written again between the two statements
-    is not expired any more and stays. The next batch starts its index scan
-    at the last date seen, not at the start of the range, where PostgreSQL
-    keeps the dead index entries of the batches already deleted until vacuum.
+    Each batch is one DELETE in its own short transaction: it takes the keys
+    of the ``size`` oldest rows through the index on ``date_field`` and
+    deletes those that still match (:func:`engines.delete_keys_sql`), so
+    locks stay brief, memory is bounded and nothing travels to the client.
+    A batch smaller than ``size`` was the last. On PostgreSQL the next batch
+    starts its index scan at the newest date deleted, not at the start of the
+    range, where the dead index entries of the batches already deleted stay
+    until vacuum.
     """
     alias = rows.db
+    connection = connections[alias]
+    model = rows.model
+    where, where_params = rows.query.get_compiler(using=alias).compile(rows.query.where)
     oldest: object = None
     while True:
-        with transaction.atomic(using=alias):
-            batch = list(next_batch(rows, date_field, size, oldest))
-            if not batch:
-                return
-            deleted, _ = rows.filter(pk__in=[pk for pk, _ in batch]).delete()
-        oldest = batch[-1][1]
-        yield deleted
+        keys = next_batch(rows, date_field, size, oldest).annotate(
+            **{engines.BATCH_KEY: models.F("pk")},
+        ).values_list(engines.BATCH_KEY, flat=True)
+        keys_sql, keys_params = keys.query.sql_with_params()
+        sql, reports_oldest = engines.delete_keys_sql(
+            connection, model._meta.db_table, model._meta.pk.column,
+            model._meta.get_field(date_field).column, keys_sql, where,
+        )
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(sql, [*keys_params, *where_params])
+            if reports_oldest:
+                deleted, newest = cursor.fetchone()
+            else:
+                deleted, newest = cursor.rowcount, None
+        if deleted:
+            yield int(deleted)
+        if deleted < size:
+            return
+        oldest = newest
 
 
 def next_batch(rows: models.QuerySet, date_field: str, size: int, oldest: object = None) -> models.QuerySet:

@@ -150,8 +150,15 @@ def summary(text: str) -> str:
     return re.sub(r"\(\d+\.\d s\)", "(? s)", text)
 
 
+def deletes_tasks(sql: str) -> bool:
+    """Whether ``sql`` is a batch of the task results table (PostgreSQL's starts with WITH)."""
+    table = connection.ops.quote_name(TaskResult._meta.db_table)
+    return re.search(rf"\bDELETE FROM {re.escape(table)}", sql, re.IGNORECASE) is not None
+
+
 def deletes(captured: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in captured.captured_queries if q["sql"].lstrip().upper().startswith("DELETE")]
+    """The DELETE statements on the task results table (one per batch, including a last, short one)."""
+    return [q["sql"] for q in captured.captured_queries if deletes_tasks(q["sql"])]
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -584,8 +591,9 @@ def test_no_breakdown_when_nothing_would_go_or_quiet(args: list[str], verbosity:
     (["--batch-size=7"], {}, 4),
     ([], {"CLEANUP_BATCH_SIZE": 10}, 3),
     ([], {}, 1),
-    (["--batch-size=25"], {}, 1),
-    (["--batch-size=1"], {}, 25),
+    # A batch as large as the rows left cannot tell it was the last: one more, empty, follows.
+    (["--batch-size=25"], {}, 2),
+    (["--batch-size=1"], {}, 26),
 ])
 def test_batch_size_is_honoured(args: list[str], options: dict[str, int], statements: int) -> None:
     add_tasks("old", 25, OLD)
@@ -607,7 +615,8 @@ def test_batches_go_oldest_first() -> None:
     with connection.execute_wrapper(on_delete(lambda n: left.append(remaining()["tasks"]))):
         run("--older-than=1d", "--batch-size=1")
 
-    assert left == [{"age-30:0", "age-40:0"}, {"age-30:0"}, set()]
+    # Batches of one: the fourth finds nothing left and ends the run.
+    assert left == [{"age-30:0", "age-40:0"}, {"age-30:0"}, set(), set()]
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -768,12 +777,12 @@ def test_a_database_without_the_tables_is_refused() -> None:
 
 
 def on_delete(action: Callable[[int], None]) -> Callable[..., Any]:
-    """An execute wrapper calling ``action(n)`` after the n-th DELETE statement has run."""
+    """An execute wrapper calling ``action(n)`` after the n-th batch of task results has run."""
     seen = [0]
 
     def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         result = execute(sql, params, many, context)
-        if sql.lstrip().upper().startswith("DELETE"):
+        if deletes_tasks(sql):
             seen[0] += 1
             action(seen[0])
         return result
@@ -873,7 +882,7 @@ from django.db import connection
 stop = os.environ.get("DCR_CLEANUP_SIGNAL")
 def stop_after_first_delete(execute, sql, params, many, context):
     result = execute(sql, params, many, context)
-    if stop and sql.lstrip().upper().startswith("DELETE"):
+    if stop and "DELETE FROM" in sql.upper():  # PostgreSQL's batch starts with WITH
         os.kill(os.getpid(), getattr(signal, stop))
     return result
 
@@ -1048,7 +1057,7 @@ def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert TaskResult.objects.count() == 40_000
     assert not TaskResult.objects.filter(task_id__startswith="old:").exists()
-    assert len(deletes(captured)) == 60
+    assert len(deletes(captured)) == 61  # 60 full batches, then one that finds none
     # Memory stays bounded by the batch: every read of keys is limited to it.
     reads = [q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"]]
     assert reads and all(re.search(r"LIMIT 1000\b", sql) for sql in reads)
