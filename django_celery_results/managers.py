@@ -27,7 +27,7 @@ from django.utils import timezone
 from . import engines
 from .conf import app_settings
 from .utils import now
-from .values import check_id, check_size, storable
+from .values import check_id, storable
 
 if TYPE_CHECKING:
     # Named in string form by the generic manager bases below.
@@ -292,12 +292,10 @@ class TaskResultManager(ResultManager["TaskResult"]):
         """
         # Stored values need no local time zone (Django stores UTC); utils.now() converts.
         moment = timezone.now()
-        row = storable(self.model, {**values, "date_done": moment, "date_created": moment})
+        connection = connections[self.write_alias(using)]
+        row = storable(self.model, {**values, "date_done": moment, "date_created": moment}, connection)
         if row.get("date_started") is None and values["status"] == states.STARTED:
             row["date_started"] = moment
-        alias = self.write_alias(using)
-        connection = connections[alias]
-        check_size(self.model, connection, row)
         sql = engines.upsert_task_sql(
             connection, self.model._meta.db_table, list(row), str(values["status"]),
         )
@@ -312,9 +310,9 @@ class TaskResultManager(ResultManager["TaskResult"]):
         hold back the worker storing the task's next state.
         """
         moment = now()
-        row = storable(self.model, {**values, "date_done": moment, "date_created": moment})
         alias = self.write_alias(using)
-        check_size(self.model, connections[alias], row)
+        dated = {**values, "date_done": moment, "date_created": moment}
+        row = storable(self.model, dated, connections[alias])
         outside_transaction(
             alias, lambda: engines.upsert_row(self.model, alias, row, "task_id", []), or_after_commit=True,
         )
@@ -350,9 +348,9 @@ class GroupResultManager(ResultManager["GroupResult"]):
             "result": result,
         }
         moment = now()
-        row = storable(self.model, {**values, "date_created": moment, "date_done": moment})
         alias = self.write_alias(using)
-        check_size(self.model, connections[alias], row)
+        dated = {**values, "date_created": moment, "date_done": moment}
+        row = storable(self.model, dated, connections[alias])
         engines.upsert_row(
             self.model, alias, row, "group_id", ["content_type", "content_encoding", "result", "date_done"],
         )

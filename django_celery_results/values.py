@@ -50,8 +50,13 @@ def check_id(model: type[models.Model], field: str, value: str) -> str:
     return value
 
 
-def storable(model: type[models.Model], values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with every text made storable by the rule above; raises for bad ids or lengths."""
+def storable(
+    model: type[models.Model], values: Mapping[str, Any], connection: BaseDatabaseWrapper,
+) -> dict[str, Any]:
+    """``values`` with every text made storable by the rule above, for one write through ``connection``.
+
+    Raises for bad ids, over-long identity values, or a write larger than the server accepts.
+    """
     limits = _length_limits(model)
     stored: dict[str, Any] = {}
     for name, value in values.items():
@@ -66,6 +71,7 @@ def storable(model: type[models.Model], values: Mapping[str, Any]) -> dict[str, 
                 if limit is not None and len(value) > limit:
                     raise ValueTooLong(model.__name__, name, limit, len(value))
         stored[name] = value
+    _check_size(model, connection, stored)
     return stored
 
 
@@ -109,7 +115,9 @@ STATEMENT_OVERHEAD = 4096
 _ESCAPED_BYTES = tuple(bytes([b]) for b in b"\\'\"\n\r\x00\x1a")
 
 
-def check_size(model: type[models.Model], connection: BaseDatabaseWrapper, values: Mapping[str, Any]) -> None:
+def _check_size(
+    model: type[models.Model], connection: BaseDatabaseWrapper, values: Mapping[str, Any],
+) -> None:
     """Raise :class:`ResultTooLarge` when the write would exceed the server's statement limit.
 
     Checked before sending: past MySQL's ``max_allowed_packet`` the server

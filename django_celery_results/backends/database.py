@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +18,7 @@ from django.db import connections, router
 from django.utils.functional import classproperty
 
 from .. import codec, engines
-from ..exceptions import StorageRefused
+from ..exceptions import UnstorableText, ValueTooLong
 from ..managers import PartOutcome
 from ..values import check_id
 
@@ -115,7 +116,7 @@ class DatabaseBackend(BaseDictBackend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.codec = codec.Codec(self.serializer, self.accept)
-        #: Task ids already reported as unstorable (see :meth:`_refuses_id`).
+        #: Task ids already reported as unstorable (see :meth:`_unstorable_id_logged`).
         self._refused_ids: set[str] = set()
 
     @property
@@ -174,8 +175,6 @@ class DatabaseBackend(BaseDictBackend):
         using: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        if self._refuses_id(task_id):
-            return result
         values = codec.task_values(
             self.codec,
             task_id=task_id,
@@ -186,32 +185,33 @@ class DatabaseBackend(BaseDictBackend):
             children=self.current_task_children(request),
             extended=self.result_extended,
         )
-        self.TaskModel._default_manager.upsert(values, using=using)
+        with self._unstorable_id_logged(task_id):
+            self.TaskModel._default_manager.upsert(values, using=using)
         return result
 
-    def _refuses_id(self, task_id: str) -> bool:
-        """True when ``task_id`` can never be stored; logged once per id and process.
+    @contextmanager
+    def _unstorable_id_logged(self, task_id: str) -> Iterator[None]:
+        """Turn the write's refusal of ``task_id`` itself into one log line per id and process.
 
         Raising instead would fail each store of the task in the worker (the
         STARTED one, then the failure Celery tries to store for that error),
         filling the log and, in a prefork worker, reaching the parent process.
         Readers of the id get the error instead: see :meth:`_get_task_meta_for`.
+        Any other refusal (a result too large, say) is raised: Celery stores it as the failure.
         """
         try:
-            check_id(self.TaskModel, "task_id", task_id)
-        except StorageRefused as error:
+            yield
+        except (ValueTooLong, UnstorableText) as error:
+            if error.field != "task_id":
+                raise
             if task_id not in self._refused_ids:
                 if len(self._refused_ids) >= 1000:
                     self._refused_ids.clear()
                 self._refused_ids.add(task_id)
                 logger.error("Task %.60s... cannot have a result: %s", task_id, error)
-            return True
-        return False
 
     def store_pending(self, task_id: str, request: Any) -> None:
         """Record a task that was just sent, unless a row for it exists already (one statement)."""
-        if self._refuses_id(task_id):
-            return
         values = codec.task_values(
             self.codec,
             task_id=task_id,
@@ -222,7 +222,8 @@ class DatabaseBackend(BaseDictBackend):
             children=None,
             extended=self.result_extended,
         )
-        self.TaskModel._default_manager.insert_if_absent(values)
+        with self._unstorable_id_logged(task_id):
+            self.TaskModel._default_manager.insert_if_absent(values)
 
     @resets_broken_connections
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
@@ -239,7 +240,7 @@ class DatabaseBackend(BaseDictBackend):
 
     def _ready_metas(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Meta of those of ``task_ids`` in a ready state: one query per :attr:`ids_per_query` ids."""
-        ids = [check_id(self.TaskModel, "task_id", task_id) for task_id in task_ids]
+        ids = list(task_ids)
         found: list[dict[str, Any]] = []
         for start in range(0, len(ids), self.ids_per_query):
             rows = self.TaskModel._default_manager.filter(
@@ -300,7 +301,7 @@ class DatabaseBackend(BaseDictBackend):
         READY_STATES: frozenset[str] = states.READY_STATES,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(task_id, meta)`` as the tasks become ready: one query per poll of all of them."""
-        pending = set(task_ids)
+        pending = {check_id(self.TaskModel, "task_id", task_id) for task_id in task_ids}
         for task_id in list(pending):
             cached = self._cache.get(task_id)
             if cached is not None and cached["status"] in READY_STATES:
