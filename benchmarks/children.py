@@ -52,13 +52,17 @@ def chord_parts(
     return {"published": len(published), "seconds": time.perf_counter() - start, "parts": len(parts)}
 
 
-def latency_writer(pipe: Any) -> dict[str, Any]:
+def latency_writer(pipe: Any, backend_url: str | None = None) -> dict[str, Any]:
     """Store a SUCCESS for each ``(task_id, delay, i)`` received, ``delay`` seconds after receiving it.
 
     Answers ``(t0, t1)``: ``time.monotonic()`` (system-wide on Linux) just
-    before ``store_result`` and just after it returned.
+    before ``store_result`` and just after it returned. ``backend_url``: a
+    peer's result backend instead of ``django-db``.
     """
-    backend = make_app().backend
+    from .peers import make_peer_app
+
+    app = make_app() if backend_url is None else make_peer_app(backend_url)
+    backend = app.backend
     backend.get_task_meta("warm-up", cache=False)
     pipe.send("ready")
     stored = 0
@@ -79,29 +83,49 @@ def cleanup(kind: str, traced: bool = False) -> dict[str, Any]:
     With ``traced``, tracemalloc records the peak of Python allocations
     (and slows the run down: its time is not the figure's).
     """
+    import contextlib
+
     from django.db import connection
 
-    import django_celery_results.cleanup  # noqa: F401  (imported before the baseline)
+    with contextlib.suppress(ImportError):  # upstream 2.6.0 has no such module
+        import django_celery_results.cleanup  # noqa: F401  (imported before the baseline)
 
     backend = make_app().backend
     connection.ensure_connection()
+    durations: list[float] = []
+
+    def timed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        # Each statement deleting from the task table is one batch (the floor's single one
+        # included), whatever its shape (``DELETE ...``, ``WITH ... DELETE ...``).
+        if "DELETE" not in sql.upper() or floor.TASK_TABLE not in sql:
+            return execute(sql, params, many, context)
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            durations.append(time.perf_counter() - began)
+
     before = max_rss_bytes()
     if traced:
         tracemalloc.start()
     start = time.perf_counter()
-    if kind == "ours":
-        backend.cleanup()
-    else:
-        cutoff = datetime.now(timezone.utc) - timedelta(days=1)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                floor.delete_expired_sql(connection.vendor),
-                [connection.ops.adapt_datetimefield_value(cutoff)],
-            )
+    with connection.execute_wrapper(timed):
+        if kind == "ours":
+            backend.cleanup()
+        else:
+            cutoff = datetime.now(timezone.utc) - timedelta(days=1)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    floor.delete_expired_sql(connection.vendor),
+                    [connection.ops.adapt_datetimefield_value(cutoff)],
+                )
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] if traced else None
     tracemalloc.stop()
-    return {"seconds": seconds, "rss_growth": max_rss_bytes() - before, "traced_peak": peak}
+    return {
+        "seconds": seconds, "rss_growth": max_rss_bytes() - before, "traced_peak": peak,
+        "batches": len(durations), "longest_batch": max(durations, default=0.0),
+    }
 
 
 def memory(kind: str, task_id: str, size: int) -> dict[str, Any]:

@@ -29,17 +29,20 @@ def setup(engine: str, settings_module: str = SETTINGS_MODULE) -> None:
 
 
 def make_app(**conf: Any) -> Celery:
-    """A Celery app storing results with ``django-db`` (extended), publishing to ``memory://``."""
+    """A Celery app storing results with ``django-db`` (extended), publishing to ``memory://``.
+
+    ``conf`` overrides, e.g. ``result_backend`` for a peer backend.
+    """
     app = Celery("bench", set_as_current=False)
-    app.conf.update(
-        broker_url="memory://",
-        result_backend="django-db",
-        result_extended=True,
-        accept_content=["json"],
-        result_serializer="json",
-        result_expires=timedelta(days=1),
+    app.conf.update({
+        "broker_url": "memory://",
+        "result_backend": "django-db",
+        "result_extended": True,
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_expires": timedelta(days=1),
         **conf,
-    )
+    })
     return app
 
 

@@ -103,13 +103,69 @@ def versions() -> dict[str, str]:
     }
 
 
-def add_upstream(results: list[Any], measured: dict[str, dict[str, Any]]) -> None:
-    """Put upstream's ratio to the floor beside ours, on the rows measured the same way."""
+#: The figures compared through their ratio to the floor (the rest: latency, compared as ms).
+LATENCY_KEYS = {"latency": "p50_ms", "latency_p99": "p99_ms"}
+#: The figures the peers run (``benchmarks.workloads.measure_all``).
+PEER_FIGURES = (
+    "store_new", "lifecycle", "get_meta", "group_join_native", "group_join", "chord_part",
+    *LATENCY_KEYS,
+)
+
+
+def _normalised(figure: Any, found: Any) -> tuple[float | str | None, float | None]:
+    """A peer's or upstream's cell for ``figure``, and the number ours is compared with.
+
+    Paired figures: the other side's ratio to its floor (ours compares its own
+    ratio); latency: ms. A string says why there is no figure.
+    """
+    if found is None:
+        return None, None
+    if isinstance(found, str):
+        return found, None
+    if figure.name in LATENCY_KEYS:
+        value = found.get(LATENCY_KEYS[figure.name])
+        return value, value
+    if "ratio" not in found:
+        return found.get("error"), None
+    return f"{found['ms']:g} ({found['ratio']:g}x)", found["ratio"]
+
+
+def _ours(figure: Any) -> float | None:
+    return figure.ours if figure.name in LATENCY_KEYS else figure.ratio
+
+
+def add_upstream(results: list[Any], measured: dict[str, Any]) -> None:
+    """Put upstream's figure beside ours, and ours over it (each normalised by its own floor)."""
     for figure in results:
         found = measured.get(figure.name)
-        if found is not None:
+        if found is None and figure.name == "latency_p99":
+            found = measured.get("latency")
+        if found is None:
+            continue
+        cell, theirs = _normalised(figure, found)
+        figure.upstream = cell
+        if isinstance(found, dict) and "ratio" in found:
             figure.upstream_ratio = found["ratio"]
-            figure.details["upstream"] = found
+        if theirs and _ours(figure) is not None:
+            figure.vs_upstream = round(_ours(figure) / theirs, 2)
+        figure.details["upstream"] = found
+
+
+def add_peers(results: list[Any], measured: dict[str, dict[str, Any]]) -> None:
+    """Put each peer's figure beside ours (``benchmarks/peers.py``)."""
+    for peer, figures_found in measured.items():
+        for figure in results:
+            if figure.name not in PEER_FIGURES:
+                continue
+            found = figures_found.get("latency" if figure.name == "latency_p99" else figure.name)
+            if found is None and "error" in figures_found:
+                found = figures_found["error"]
+            if found is None:
+                continue
+            cell, theirs = _normalised(figure, found)
+            setattr(figure, peer, cell)
+            figure.details[peer] = found
+            figure.details[f"{peer}_compared"] = theirs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-upstream", dest="upstream", action="store_false",
         help="skip the upstream 2.6.0 column (otherwise pip downloads its wheel once, into .cache)",
     )
+    parser.add_argument(
+        "--no-peers", dest="peers", action="store_false",
+        help="skip the redis and sqlalchemy columns (Celery's own result backends)",
+    )
     options = parser.parse_args(argv)
     admin_run = ADMIN in (options.only or ())
     if admin_run and set(options.only) != {ADMIN}:
@@ -141,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     setup(options.engine, ADMIN_SETTINGS_MODULE if admin_run else SETTINGS_MODULE)
     from django.db import connection
 
-    from benchmarks import figures, report, upstream
+    from benchmarks import chord_scale, figures, report, upstream
 
     steps: dict[str, Callable[[figures.Bench], Any]] = {
         "store_new": figures.store_new,
@@ -149,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "get_meta": figures.get_meta,
         "group_join": figures.group_join,
         "chord": figures.chord,
+        "chord_scale": chord_scale.chord_scale,
         "cleanup": figures.cleanup,
         "latency": figures.latency,
         "memory": figures.memory,
@@ -162,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = options.admin_rows or (admin_scale.ROWS // 10 if options.quick else admin_scale.ROWS)
         steps = {ADMIN: lambda bench: admin_scale.admin(rows)}
         options.upstream = False  # upstream has no admin figure to compare with
+        options.peers = False
 
     sizes = figures.Sizes.quick() if options.quick else figures.Sizes.full()
     name = connection.settings_dict["NAME"]
@@ -172,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         context = {"engine": options.engine, "quick": options.quick, **versions(), **machine()}
         app = make_app()
-        bench = figures.Bench(options.engine, sizes, app)
+        bench = figures.Bench(options.engine, sizes, app, with_upstream=options.upstream)
         for step_name, step in steps.items():
             if options.only and step_name not in options.only:
                 continue
@@ -186,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                 produced = figures.Figure(step_name, "", None, met=False, note=f"failed: {exc!r}")
             results.extend(produced if isinstance(produced, list) else [produced])
             log(f"{step_name} done in {time.perf_counter() - started:.1f}s")
+        # Upstream's and the peers' paired figures, when one of them was run (cleanup's
+        # upstream column is measured inside the cleanup figure, between loads).
+        paired_run = any(f.name in PEER_FIGURES for f in results)
+        options.upstream = options.upstream and paired_run
+        options.peers = options.peers and paired_run
         if options.upstream:
             log("upstream 2.6.0, in its own process ...")
             try:
@@ -193,12 +260,19 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 failed = True
                 log(f"upstream failed: {exc}")
+        if options.peers and not admin_run:
+            from benchmarks import peers
+
+            add_peers(results, peers.run(options.engine, sizes, log=log))
         app.close()
     finally:
         log("dropping the scratch database")
         connection.creation.destroy_test_db(name, verbosity=0)
     print(f"engine: {options.engine} ({context['server']}); {'quick' if options.quick else 'full'} run")
     print(report.table(results, markdown=options.markdown))
+    if not admin_run:
+        print()
+        print(report.targets_table(results, markdown=options.markdown))
     print()
     print(report.json_lines(results, context))
     return 1 if failed else 0

@@ -99,6 +99,8 @@ class IndexedColumn:
     table: str
     column: str
     max_length: int
+    #: Columns the key spans (``column`` then names them all, comma-separated; ``max_length`` is their sum).
+    columns: int = 1
 
 
 def indexed_text_columns(
@@ -120,6 +122,40 @@ def indexed_text_columns(
     return sorted(found.values(), key=lambda c: (c.table, c.column))
 
 
+def chord_part_key_columns() -> list[IndexedColumn]:
+    """The ``ChordPart`` table's unique (group_id, task_id) key: each column, and both together.
+
+    Kept apart from :func:`indexed_text_columns` (the three upstream tables):
+    the part rows live beside the counters, and the key is one of two id columns.
+    """
+    from .models import ChordPart
+
+    meta = ChordPart._meta
+    lengths = [int(getattr(meta.get_field(name), "max_length", 0) or 0) for name in ("group_id", "task_id")]
+    table = meta.db_table
+    return [
+        IndexedColumn(table, "group_id", lengths[0]),
+        IndexedColumn(table, "task_id", lengths[1]),
+        IndexedColumn(table, "group_id, task_id", sum(lengths), columns=2),
+    ]
+
+
+def _key_limit(col: IndexedColumn, limits: engines.KeyLimits) -> int:
+    """Bytes ``col``'s key may take: per column, or for a key of several columns in total.
+
+    InnoDB's 767 bytes (COMPACT, REDUNDANT) bound each column; a whole key may
+    still take 3072 bytes there. Elsewhere one limit bounds both.
+    """
+    if col.columns > 1 and limits.storage_engine.upper() == "INNODB" and limits.max_key_bytes == 767:
+        return 3072
+    return limits.max_key_bytes
+
+
+def _settable(col: IndexedColumn) -> bool:
+    """Whether the id length setting sets every column of ``col``'s key."""
+    return all(name.strip() in ID_LENGTH_COLUMNS for name in col.column.split(","))
+
+
 def key_length_warnings(
     alias: str,
     limits: dict[str, engines.KeyLimits | None],
@@ -136,25 +172,25 @@ def key_length_warnings(
         if table_limits is None:
             continue
         needed = col.max_length * table_limits.bytes_per_char
-        if needed > table_limits.max_key_bytes:
+        if needed > _key_limit(col, table_limits):
             too_long.append((col, needed, table_limits))
     if not too_long:
         return []
     described = "; ".join(
         f"{col.table}.{col.column} needs {needed} bytes ({col.max_length} characters x "
-        f"{lim.bytes_per_char} bytes), the limit is {lim.max_key_bytes} bytes "
+        f"{lim.bytes_per_char} bytes), the limit is {_key_limit(col, lim)} bytes "
         f"({lim.storage_engine}, ROW_FORMAT={lim.row_format})"
         for col, needed, lim in too_long
     )
     hints = []
-    settable = [t for t in too_long if t[0].column in ID_LENGTH_COLUMNS]
+    settable = [t for t in too_long if _settable(t[0])]
     if settable:
-        fits = min(lim.max_key_bytes // lim.bytes_per_char for _, _, lim in settable)
+        fits = min(_key_limit(col, lim) // lim.bytes_per_char // col.columns for col, _, lim in settable)
         hints.append(
             f"Set DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH = {fits} (it is "
             f"{app_settings.task_id_max_length}) before the tables are created."
         )
-    fixed = sorted({f"{c.table}.{c.column}" for c, _, _ in too_long if c.column not in ID_LENGTH_COLUMNS})
+    fixed = sorted({f"{c.table}.{c.column}" for c, _, _ in too_long if not _settable(c)})
     if fixed:
         hints.append(
             f"{', '.join(fixed)} has a fixed length: create the tables with ROW_FORMAT=DYNAMIC "
@@ -175,7 +211,7 @@ def key_length_warnings(
 def key_length_issues(alias: str, row_format: str | None = None) -> list[CheckMessage]:
     """W002 for ``alias``, with the limits its server reports (``row_format``: what if)."""
     connection = connections[alias]
-    columns = indexed_text_columns()
+    columns = indexed_text_columns() + chord_part_key_columns()
     limits = {
         table: engines.key_limits(connection, table, row_format=row_format)
         for table in sorted({c.table for c in columns})

@@ -25,6 +25,8 @@ from .utils import now
 TASKS = "task results"
 GROUPS = "group results"
 CHORDS = "chord counters"
+#: Chord counters named per statement at most when deleting them and their part rows.
+CHORD_GROUPS_PER_BATCH = 500
 #: The kinds of rows a cleanup deletes, in the order it deletes them.
 KINDS = (TASKS, GROUPS, CHORDS)
 
@@ -103,8 +105,40 @@ class Cleanup:
             if kind == CHORDS:
                 # Counters inserted by older code carry no date: their clock starts now.
                 ChordCounter.objects.db_manager(self.alias(kind)).dateless().update(date_created=now())
+                yield from self._delete_chords(size)
+                continue
             for deleted in delete_oldest_first(self.rows(kind), TABLES[kind][1], size):
                 yield kind, deleted
+
+    def _delete_chords(self, size: int) -> Generator[tuple[str, int], None, None]:
+        """Delete expired counters ``size`` at a time, each batch followed by its part rows.
+
+        A batch's group ids are read first; its counters go in short DELETEs
+        (re-checked: a chord applied again meanwhile stays), then the part rows
+        of those groups that no longer have a counter, ``size`` rows per short
+        DELETE, so no transaction grows with a chord's size. The ids are listed
+        in the statements :data:`CHORD_GROUPS_PER_BATCH` at a time (SQLite caps
+        the parameters of one statement).
+        """
+        alias = self.alias(CHORDS)
+        counters = ChordCounter.objects.db_manager(alias)
+        date_field = TABLES[CHORDS][1]
+        while True:
+            groups = list(self.rows(CHORDS).order_by(date_field).values_list("group_id", flat=True)[:size])
+            for start in range(0, len(groups), CHORD_GROUPS_PER_BATCH):
+                chunk = groups[start:start + CHORD_GROUPS_PER_BATCH]
+                batch = self.rows(CHORDS).filter(group_id__in=chunk)
+                deleted = sum(delete_oldest_first(batch, date_field, size))
+                # Listed, not a subquery: delete_oldest_first compiles on the alias the rows name.
+                kept = set(counters.for_write().filter(group_id__in=chunk).values_list("group_id", flat=True))
+                gone = [group_id for group_id in chunk if group_id not in kept]
+                if gone:
+                    for _ in delete_oldest_first(counters.parts(alias).filter(group_id__in=gone), "id", size):
+                        pass
+                if deleted:
+                    yield CHORDS, deleted
+            if len(groups) < size:
+                return
 
     def delete(self) -> dict[str, int]:
         """Delete every row this cleanup selects; return how many went per kind."""

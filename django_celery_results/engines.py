@@ -7,7 +7,6 @@ outside this module looks at ``connection.vendor``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -16,6 +15,7 @@ from celery import states
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import CharField, F, Func
+from django.db.models.expressions import Expression, RawSQL
 
 #: How a new state ranks against the stored one. A write applies only when the
 #: stored state is not SUCCESS and does not rank above the new state, so:
@@ -111,7 +111,7 @@ def _upsert_task_sql(vendor: str, table: str, columns: tuple[str, ...], rank: in
         f"WHERE {status_col} <> '{states.SUCCESS}' AND {_rank_sql(status_col)} <= {rank}"
     )
     if vendor == "postgresql" and ready:
-        # Wake waiting get() calls (ResultListener) in the same round trip; the
+        # Wake waiting get() calls (django_celery_results.notify) in the same round trip; the
         # notification is sent only if the write applied, and only on commit.
         return (
             f"WITH written AS ({upsert} RETURNING {qn('task_id')}) "
@@ -164,28 +164,49 @@ def write_row(model: Any, alias: str, sql: str, values: Mapping[str, Any]) -> in
 BATCH_KEY = "dcr_batch_key"
 
 
+def batch_key(connection: BaseDatabaseWrapper, table: str) -> Expression | F:
+    """What a cleanup batch selects to find its rows again: the row's physical address on PostgreSQL.
+
+    A ``ctid`` list is deleted by a TID scan, without a second lookup per row
+    through the primary key index; elsewhere the primary key does the job.
+    """
+    if connection.vendor == "postgresql":
+        return RawSQL(f"{connection.ops.quote_name(table)}.ctid", ())
+    return F("pk")
+
+
+def batch_settings_sql(connection: BaseDatabaseWrapper) -> list[str]:
+    """Statements run at the start of each cleanup batch's transaction (and undone at its end).
+
+    With the statistics of a table that grew since its last ANALYZE,
+    PostgreSQL sorts every expired row for each batch instead of reading
+    the oldest through the ``date_done`` index; ``SET LOCAL`` keeps the
+    index plan for this transaction only (safe behind a transaction pooler).
+    """
+    return ["SET LOCAL enable_sort = off"] if connection.vendor == "postgresql" else []
+
+
 def delete_keys_sql(
     connection: BaseDatabaseWrapper, table: str, pk: str, date_column: str, keys_sql: str, recheck_sql: str,
 ) -> tuple[str, bool]:
     """One DELETE of the rows whose keys ``keys_sql`` selects (as :data:`BATCH_KEY`) that still match.
 
-    The keys are read through a derived table: MySQL refuses ``LIMIT`` in an
-    ``IN`` subquery, and a subquery on the table being deleted from. The
-    re-check is the selection's own condition, applied to those rows only: a
-    row written again meanwhile is no longer expired and stays. On PostgreSQL
-    the statement also returns the newest date it deleted (``True`` as the
-    second value), so the next batch can start its index scan there, past the
-    dead entries this batch leaves until vacuum.
+    The keys (:func:`batch_key`) are read through a derived table: MySQL
+    refuses ``LIMIT`` in an ``IN`` subquery, and a subquery on the table
+    being deleted from. The re-check is the selection's own condition,
+    applied to those rows only: a row written again meanwhile is no longer
+    expired and stays. On PostgreSQL the statement also returns the newest
+    date it deleted (``True`` as the second value), so the next batch can
+    start its index scan there, past the dead entries this batch leaves
+    until vacuum.
     """
     qn = connection.ops.quote_name
-    delete = (
-        # Qualified: an unknown column must be an error, never the outer row's own key.
-        f"DELETE FROM {qn(table)} WHERE {qn(pk)} IN "
-        f"(SELECT batch.{qn(BATCH_KEY)} FROM ({keys_sql}) AS batch) "
-        f"AND ({recheck_sql or '1 = 1'})"
-    )
+    keys = f"SELECT batch.{qn(BATCH_KEY)} FROM ({keys_sql}) AS batch"
+    recheck = f"({recheck_sql or '1 = 1'})"
     if connection.vendor != "postgresql":
-        return delete, False
+        # Qualified: an unknown column must be an error, never the outer row's own key.
+        return f"DELETE FROM {qn(table)} WHERE {qn(pk)} IN ({keys}) AND {recheck}", False
+    delete = f"DELETE FROM {qn(table)} WHERE ctid = ANY(ARRAY({keys})) AND {recheck}"
     return (
         f"WITH gone AS ({delete} RETURNING {qn(date_column)}) "
         f"SELECT COUNT(*), MAX({qn(date_column)}) FROM gone"
@@ -199,64 +220,6 @@ def upsert_row(
     """Insert ``values`` or update ``update_columns`` of the existing row, in one statement."""
     sql = upsert_sql(connections[alias], model._meta.db_table, list(values), conflict_column, update_columns)
     write_row(model, alias, sql, values)
-
-
-class ResultListener:
-    """Waits for PostgreSQL notifications of stored results, on a connection of its own.
-
-    ``LISTEN`` needs a connection outside Django's transaction handling
-    (notifications arrive between transactions), so each waiting thread keeps
-    one raw driver connection, opened with the alias's own settings.
-    """
-
-    def __init__(self, alias: str) -> None:
-        wrapper = connections[alias]
-        self.raw = wrapper.get_new_connection(wrapper.get_connection_params())
-        self.raw.autocommit = True
-        # psycopg 3 offers notifies() as a generator; psycopg2 a list filled by poll().
-        self.psycopg3 = callable(getattr(self.raw, "notifies", None))
-        with self.raw.cursor() as cursor:
-            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
-
-    def wait(self, timeout: float) -> set[str]:
-        """Task ids announced within ``timeout`` seconds (empty when none came)."""
-        if self.psycopg3:
-            return {n.payload for n in self.raw.notifies(timeout=timeout, stop_after=1)} | self._drain()
-        import select
-
-        if select.select([self.raw], [], [], timeout)[0]:
-            return self._drain()
-        return set()
-
-    def _drain(self) -> set[str]:
-        """Notifications already received and not yet handed out."""
-        if self.psycopg3:
-            return {n.payload for n in self.raw.notifies(timeout=0)}
-        self.raw.poll()
-        payloads = {n.payload for n in self.raw.notifies}
-        self.raw.notifies.clear()
-        return payloads
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-@contextmanager
-def result_listener(alias: str) -> Iterator[ResultListener | None]:
-    """A listener for results stored through ``alias`` while the block runs; ``None`` without push.
-
-    Only PostgreSQL announces results (``pg_notify`` in the upsert); other
-    engines are polled. The connection lives as long as the wait, so nothing
-    is left open between waits.
-    """
-    if connections[alias].vendor != "postgresql":
-        yield None
-        return
-    listener = ResultListener(alias)
-    try:
-        yield listener
-    finally:
-        listener.close()
 
 
 def indexed_prefix_lookup(connection: BaseDatabaseWrapper) -> str:
@@ -680,3 +643,121 @@ def default_id_column_sql(connection: BaseDatabaseWrapper, table: str, column: s
     if definition.collation == collation:
         return []
     return [_modify_column_sql(connection, table, column, definition, collation)]
+
+
+# -- Chord parts (one row per counted part) -------------------------------------
+
+
+@dataclass(frozen=True)
+class PartCount:
+    """What counting one chord part did: decremented (and whether to zero), or not, and why if known."""
+
+    counted: bool  # the part was new and the counter went down by one
+    last: bool  # ... and it reached zero: this caller sends the callback
+    counter_exists: bool | None  # when not counted: whether the counter exists (None: not asked)
+
+
+def _count_part_postgresql(table: str, parts: str) -> str:
+    """One statement: insert the part unless known, and only then decrement; report what happened.
+
+    The insert needs a counter still waiting (no orphan rows for chords
+    without one); the unique key arbitrates duplicates racing each other
+    (the second waits for the first to commit, then does nothing). The
+    counter's row lock is taken last and held only until the statement ends.
+    A new part racing the one that completes the chord keeps its row without
+    a decrement (told "not counted"): harmless, it goes with the counter.
+    """
+    qn = _quoter("postgresql")
+    counter, group, task, count = qn(table), qn("group_id"), qn("task_id"), qn("count")
+    return (
+        f"WITH part AS (INSERT INTO {qn(parts)} ({group}, {task}) SELECT %s, %s "
+        f"WHERE EXISTS (SELECT 1 FROM {counter} WHERE {group} = %s AND {count} > 0) "
+        f"ON CONFLICT ({group}, {task}) DO NOTHING RETURNING 1), "
+        f"counted AS (UPDATE {counter} SET {count} = {count} - 1 "
+        f"WHERE {group} = %s AND {count} > 0 AND EXISTS (SELECT 1 FROM part) RETURNING {count}) "
+        f"SELECT (SELECT {count} FROM counted), EXISTS (SELECT 1 FROM {counter} WHERE {group} = %s)"
+    )
+
+
+def count_chord_part(
+    connection: BaseDatabaseWrapper, table: str, parts: str, group_id: str, task_id: str,
+) -> PartCount:
+    """Record ``task_id`` as a counted part of ``group_id`` and decrement its counter, atomically, once.
+
+    PostgreSQL: one statement (:func:`_count_part_postgresql`). SQLite and
+    MySQL/MariaDB have no data-modifying CTE (and MariaDB no ``UPDATE ...
+    RETURNING``): a short transaction inserts the part ignoring a duplicate,
+    then decrements (``count > 1``, else a second UPDATE for ``count = 1``),
+    the counter's lock last, just before the commit; when nothing was
+    decremented (no counter, or already at zero) it rolls back, so a part
+    row always means a decrement. Columns: ``group_id``, ``task_id``, ``count``.
+    """
+    from django.db import transaction
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            params = [group_id, task_id, group_id, group_id, group_id]
+            cursor.execute(_count_part_postgresql(table, parts), params)
+            left, exists = cursor.fetchone()
+        if left is None:
+            return PartCount(False, False, bool(exists))
+        return PartCount(True, int(left) == 0, True)
+    qn = _quoter(connection.vendor)
+    counter, group, task, count = qn(table), qn("group_id"), qn("task_id"), qn("count")
+    if connection.vendor == "mysql":
+        # IGNORE only skips the duplicate here: callers pass ids already checked against the columns.
+        insert = f"INSERT IGNORE INTO {qn(parts)} ({group}, {task}) VALUES (%s, %s)"
+    else:
+        insert = (
+            f"INSERT INTO {qn(parts)} ({group}, {task}) VALUES (%s, %s) "
+            f"ON CONFLICT ({group}, {task}) DO NOTHING"
+        )
+    decrement = f"UPDATE {counter} SET {count} = {count} - 1 WHERE {group} = %s AND {count} > 1"
+    finish = f"UPDATE {counter} SET {count} = 0 WHERE {group} = %s AND {count} = 1"
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute(insert, [group_id, task_id])
+        if cursor.rowcount != 1:
+            # Counted before: a part row is only ever committed with its decrement.
+            return PartCount(False, False, True)
+        cursor.execute(decrement, [group_id])
+        if cursor.rowcount == 1:
+            return PartCount(True, False, True)
+        cursor.execute(finish, [group_id])
+        if cursor.rowcount == 1:
+            return PartCount(True, True, True)
+        transaction.set_rollback(True, using=connection.alias)
+    return PartCount(False, False, None)
+
+
+def relation_size(connection: BaseDatabaseWrapper, table: str) -> int | None:
+    """Bytes ``table`` takes on disk with its indexes; ``None`` where the engine cannot tell.
+
+    For the benchmarks' size figures: PostgreSQL's ``pg_total_relation_size``,
+    MySQL/MariaDB's ``data_length + index_length`` (after ``ANALYZE TABLE``),
+    SQLite's ``dbstat`` virtual table when compiled in.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_total_relation_size(%s)", [table])
+            return int(cursor.fetchone()[0])
+        if connection.vendor == "mysql":
+            cursor.execute(f"ANALYZE TABLE {_quoter('mysql')(table)}")
+            cursor.fetchall()
+            cursor.execute(
+                "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                [table],
+            )
+            row = cursor.fetchone()
+            return int(row[0]) if row and row[0] is not None else None
+        try:
+            # The table and its indexes: dbstat names each index's own b-tree.
+            cursor.execute(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name = %s "
+                "OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = %s)",
+                [table, table],
+            )
+        except Exception:  # dbstat is an optional compile-time feature of SQLite
+            return None
+        row = cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else None

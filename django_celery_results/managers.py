@@ -20,11 +20,12 @@ from celery.utils.time import maybe_timedelta
 from django.conf import settings
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, Value, When
-from django.db.models.functions import Coalesce, Concat, Greatest, Length, Replace, Substr
+from django.db.models import Case, Func, Subquery, Value, When
+from django.db.models.functions import Coalesce, Concat, Greatest, Length, Substr
 from django.utils import timezone
 
 from . import engines
+from .compiled import ReadCache
 from .conf import app_settings
 from .utils import now
 from .values import check_id, storable
@@ -202,7 +203,7 @@ def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> It
     oldest: object = None
     while True:
         keys = next_batch(rows, date_field, size, oldest).annotate(
-            **{engines.BATCH_KEY: models.F("pk")},
+            **{engines.BATCH_KEY: engines.batch_key(connection, model._meta.db_table)},
         ).values_list(engines.BATCH_KEY, flat=True)
         keys_sql, keys_params = keys.query.sql_with_params()
         sql, reports_oldest = engines.delete_keys_sql(
@@ -210,6 +211,8 @@ def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> It
             model._meta.get_field(date_field).column, keys_sql, where,
         )
         with transaction.atomic(using=alias), connection.cursor() as cursor:
+            for setting in engines.batch_settings_sql(connection):
+                cursor.execute(setting)
             cursor.execute(sql, [*keys_params, *where_params])
             if reports_oldest:
                 deleted, newest = cursor.fetchone()
@@ -228,8 +231,41 @@ def next_batch(rows: models.QuerySet, date_field: str, size: int, oldest: object
     return page.order_by(date_field).values_list("pk", date_field)[:size]
 
 
+#: The columns Celery's meta is built from (:func:`codec.task_meta`).
+META_COLUMNS = (
+    "task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta",
+    "date_done", "date_started", "task_name", "task_args", "task_kwargs", "worker",
+    "periodic_task_name", "retries", "queue",
+)
+
+
 class TaskResultManager(ResultManager["TaskResult"]):
     """Manager for :class:`~django_celery_results.models.TaskResult`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._meta_reads = ReadCache(self._meta_read)
+        self._ready_reads = ReadCache(self._ready_read)
+
+    def _meta_read(self, alias: str, task_ids: list[str]) -> tuple[models.QuerySet, tuple[str, ...]]:
+        rows = self.get_queryset().using(alias).filter(task_id=task_ids[0]).order_by()
+        return rows.values(*META_COLUMNS)[:1], META_COLUMNS
+
+    def _ready_read(self, alias: str, task_ids: list[str]) -> tuple[models.QuerySet, tuple[str, ...]]:
+        rows = self.get_queryset().using(alias).filter(task_id__in=task_ids, status__in=states.READY_STATES)
+        return rows.order_by().values(*META_COLUMNS), META_COLUMNS
+
+    def meta_row(self, task_id: str) -> dict[str, Any] | None:
+        """The :data:`META_COLUMNS` of one task from the read alias, or ``None``: one SELECT."""
+        rows = self._meta_reads.rows(self.db, [check_id(self.model, "task_id", task_id)])
+        return rows[0] if rows else None
+
+    def ready_meta_rows(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        """The :data:`META_COLUMNS` of those of ``task_ids`` in a ready state: one SELECT.
+
+        The caller has checked the ids (a join checks them once, not on every poll).
+        """
+        return self._ready_reads.rows(self.db, task_ids)
 
     def get_task(self, task_id: str) -> TaskResult:
         """The stored result, or an unsaved PENDING instance when there is none."""
@@ -382,10 +418,11 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
     def start(self, group_id: str, sub_tasks: str, count: int) -> None:
         """Create the counter of a chord, or reset it when the group id is applied again.
 
-        Celery sends the header tasks right after this; when the caller is in a
-        transaction (a view under ``ATOMIC_REQUESTS``, say), the counter is
-        written and committed on a connection of its own, so the header tasks
-        find it however long the caller's transaction lasts.
+        Resetting also removes the part rows counted under that group id, in
+        the same transaction. Celery sends the header tasks right after this;
+        when the caller is in a transaction (a view under ``ATOMIC_REQUESTS``,
+        say), the counter is written and committed on a connection of its own,
+        so the header tasks find it however long the caller's transaction lasts.
         """
         check_id(self.model, "group_id", group_id)
         alias = self.write_alias()
@@ -394,19 +431,37 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
             "date_created": now(),
         }
         updated = ["sub_tasks", "count", "counted_parts", "date_created"]
-        outside_transaction(alias, lambda: engines.upsert_row(self.model, alias, row, "group_id", updated))
+
+        def write() -> None:
+            with transaction.atomic(using=alias):
+                self.parts(alias).filter(group_id=group_id).delete()
+                engines.upsert_row(self.model, alias, row, "group_id", updated)
+
+        outside_transaction(alias, write)
+
+    def parts(self, alias: str | None = None) -> models.QuerySet:
+        """The counted part rows (:class:`~django_celery_results.models.ChordPart`), on the counters' alias.
+
+        Part rows always live beside their counter: counting a part writes
+        both in one statement or transaction.
+        """
+        from .models import ChordPart
+
+        return ChordPart._base_manager.using(alias or self.write_alias())
 
     def resize(self, group_id: str, size: int) -> None:
         """Set the number of parts, counting what already finished (``set_chord_size``).
 
-        One UPDATE: the parts counted so far are the ``|`` separators in
-        ``counted_parts`` less one, so no read-then-write can race a worker.
+        One UPDATE: the parts counted so far are the group's part rows, counted
+        by a subquery, so no read-then-write can race a worker.
         """
-        text = models.TextField()
-        counted = Coalesce("counted_parts", Value("|", output_field=text))
-        finished = Length(counted) - Length(Replace(counted, Value("|", output_field=text))) - 1
+        alias = self.write_alias()
+        counted = self.parts(alias).filter(group_id=group_id).order_by().annotate(
+            n=Func(models.F("id"), function="COUNT", output_field=models.IntegerField()),
+        ).values("n")
+        finished = Coalesce(Subquery(counted, output_field=models.IntegerField()), Value(0))
         self.for_write().filter(group_id=group_id).update(
-            count=Greatest(Value(size) - finished, Value(0)),
+            count=Greatest(Value(size) - finished, Value(0), output_field=models.IntegerField()),
         )
 
     def add_part(self, group_id: str, part: Any) -> None:
@@ -422,25 +477,31 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         )
         self.for_write().filter(group_id=group_id).update(count=models.F("count") + 1, sub_tasks=appended)
 
+    @transaction_retry(max_retries=2)
     def part_done(self, group_id: str, task_id: str) -> PartOutcome:
-        """Count one finished part of ``group_id``'s header, once per part id.
+        """Count one finished part of ``group_id``'s header, once per part id, at a constant cost.
 
-        A part that is not the last costs one UPDATE; the last one a second
-        UPDATE, which only one process can win: each UPDATE is atomic on every
-        engine (row lock, or SQLite's database lock), so the callback fires once.
+        The part's row is inserted (a duplicate is ignored) and only a new row
+        decrements the counter, both atomically (:func:`engines.count_chord_part`):
+        one statement on PostgreSQL, a short transaction elsewhere. The unique
+        key on the part rows and the row lock on the counter make exactly one
+        caller see the count reach zero, so the callback fires once. A
+        deadlock or serialization failure left nothing behind, so it is retried.
         """
-        fresh = self.for_write().filter(group_id=group_id).exclude(counted_parts__contains=f"|{task_id}|")
-        text = models.TextField()
-        mark = Concat(
-            Coalesce("counted_parts", Value("|", output_field=text)),
-            Value(f"{task_id}|", output_field=text),
-            output_field=text,
+        from .models import ChordPart
+
+        check_id(ChordPart, "group_id", group_id)
+        check_id(ChordPart, "task_id", task_id)
+        alias = self.write_alias()
+        done = engines.count_chord_part(
+            connections[alias], self.model._meta.db_table, ChordPart._meta.db_table, group_id, task_id,
         )
-        if fresh.filter(count__gt=1).update(count=models.F("count") - 1, counted_parts=mark):
-            return PartOutcome.COUNTED
-        if fresh.filter(count=1).update(count=0, counted_parts=mark):
-            return PartOutcome.LAST
-        if self.for_write().filter(group_id=group_id).exists() or not self._record_missing(group_id):
+        if done.counted:
+            return PartOutcome.LAST if done.last else PartOutcome.COUNTED
+        exists = done.counter_exists
+        if exists is None:
+            exists = self.for_write().filter(group_id=group_id).exists()
+        if exists or not self._record_missing(group_id):
             return PartOutcome.ALREADY
         return PartOutcome.NO_COUNTER
 

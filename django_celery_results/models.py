@@ -1,4 +1,4 @@
-"""The three tables: task results, group results and chord counters.
+"""The tables: task results, group results, chord counters and their counted parts.
 
 Table names, columns and index names are those of the installed base of
 ``django-celery-results`` so that switching needs only ``migrate``.
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # Column lengths are part of the schema, so they are fixed when the models load.
 ID_MAX_LENGTH = app_settings.task_id_max_length
+#: The unique index of ``ChordPart`` on (group_id, task_id): each part counts once.
+CHORD_PART_UNIQUE = "django_cele_chordpart_uniq"
 
 
 class TaskResult(models.Model):
@@ -176,6 +178,33 @@ class ChordCounter(models.Model):
             [result_from_tuple(item, app=app) for item in json.loads(self.sub_tasks)],
             app=app,
         )
+
+
+class ChordPart(models.Model):
+    """One counted part of a chord header: one row per part, so counting a part costs the same at any size.
+
+    The unique key on (group, task) makes a redelivered part count once; the
+    rows live beside their :class:`ChordCounter` (same alias) and go with it.
+    """
+
+    id = models.BigAutoField(primary_key=True, verbose_name="ID")
+
+    group_id = models.CharField(
+        _("Group ID"), max_length=ID_MAX_LENGTH,
+        help_text=_("Celery ID of the chord header group"),
+    )
+    task_id = models.CharField(
+        _("Task ID"), max_length=ID_MAX_LENGTH,
+        help_text=_("Celery ID of the task"),
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group_id", "task_id"], name=CHORD_PART_UNIQUE),
+        ]
+
+    def __str__(self) -> str:
+        return f"<ChordPart: {self.task_id} of {self.group_id}>"
 
 
 class GroupResult(models.Model):

@@ -67,5 +67,8 @@ def _close_connections_before_teardown(django_db_setup: Any, django_db_blocker: 
     yield
     from django.db import connections
 
+    from django_celery_results import notify
+
+    notify._close_all()  # the shared LISTEN connection too
     with django_db_blocker.unblock():
         connections.close_all()

@@ -31,6 +31,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from django_celery_results import cleanup, managers
+from django_celery_results.conf import DEFAULT_CLEANUP_BATCH_SIZE
 from django_celery_results.management.commands.celery_results_cleanup import (
     Command,
     describe_age,
@@ -675,7 +676,7 @@ def test_verbose_run_says_what_and_where() -> None:
         "Cleaning task results on 'default', group results on 'default', chord counters on 'default': "
         "older than 7 days (--older-than), before "
     )
-    assert "1000 rows per batch." in out
+    assert f"{DEFAULT_CLEANUP_BATCH_SIZE} rows per batch." in out
 
 
 # -- the default age --------------------------------------------------------------------------------
@@ -1057,10 +1058,11 @@ def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert TaskResult.objects.count() == 40_000
     assert not TaskResult.objects.filter(task_id__startswith="old:").exists()
-    assert len(deletes(captured)) == 61  # 60 full batches, then one that finds none
+    full_batches = 60_000 // DEFAULT_CLEANUP_BATCH_SIZE
+    assert len(deletes(captured)) == full_batches + 1  # the full batches, then one that finds none
     # Memory stays bounded by the batch: every read of keys is limited to it.
     reads = [q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"]]
-    assert reads and all(re.search(r"LIMIT 1000\b", sql) for sql in reads)
+    assert reads and all(re.search(rf"LIMIT {DEFAULT_CLEANUP_BATCH_SIZE}\b", sql) for sql in reads)
     with capsys.disabled():
         print(f"\n100k rows on {connection.vendor}: insert {inserted - started:.1f} s, "
               f"dry run {counted - inserted:.1f} s, delete {deleted - counted:.1f} s")

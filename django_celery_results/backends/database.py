@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +18,7 @@ from celery.utils.log import get_logger
 from django.db import connections, router
 from django.utils.functional import classproperty
 
-from .. import codec, engines
+from .. import codec, engines, notify
 from ..exceptions import UnstorableText, ValueTooLong
 from ..managers import PartOutcome
 from ..values import check_id
@@ -49,20 +50,23 @@ def resets_broken_connections(method: F) -> F:
 
     return call  # type: ignore[return-value]
 
-#: The columns Celery's meta is built from.
-META_COLUMNS = (
-    "task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta",
-    "date_done", "date_started", "task_name", "task_args", "task_kwargs", "worker",
-    "periodic_task_name", "retries", "queue",
-)
+#: Longest pause within the first second of a wait: a result stored then is seen within ~50 ms.
+FIRST_SECOND_CAP = 0.05
 
 
 def poll_pauses(first: float, ceiling: float) -> Iterator[float]:
-    """Pauses between polls: ``first``, then half as long again each time, up to ``ceiling``."""
-    pause = min(first, ceiling)
+    """Pauses between polls (used by get() and join_native()): ``first``, then growing by half.
+
+    Within the first second pauses stay under :data:`FIRST_SECOND_CAP`, so a
+    quick result is seen quickly; after it they are ``ceiling`` (few queries).
+    """
+    pause = min(first, FIRST_SECOND_CAP, ceiling)
+    elapsed = 0.0
     while True:
         yield pause
-        pause = min(pause * 1.5, ceiling)
+        elapsed += pause
+        # Capped for the first second, then straight to the caller's interval.
+        pause = min(pause * 1.5, FIRST_SECOND_CAP, ceiling) if elapsed < 1.0 else ceiling
 
 
 def _within(deadline: float | None, pause: float) -> float:
@@ -227,10 +231,8 @@ class DatabaseBackend(BaseDictBackend):
 
     @resets_broken_connections
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
-        # An id that can never be stored raises here: a caller waiting on it would wait forever.
-        check_id(self.TaskModel, "task_id", task_id)
-        rows = self.TaskModel._default_manager.filter(task_id=task_id).order_by().values(*META_COLUMNS)[:1]
-        row = next(iter(rows), None)
+        # An id that can never be stored raises here (check_id): a caller waiting on it would wait forever.
+        row = self.TaskModel._default_manager.meta_row(task_id)
         if row is None:
             return self.meta_from_decoded({
                 "task_id": task_id, "status": states.PENDING, "result": None,
@@ -241,11 +243,10 @@ class DatabaseBackend(BaseDictBackend):
     def _ready_metas(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Meta of those of ``task_ids`` in a ready state: one query per :attr:`ids_per_query` ids."""
         ids = list(task_ids)
+        manager = self.TaskModel._default_manager
         found: list[dict[str, Any]] = []
         for start in range(0, len(ids), self.ids_per_query):
-            rows = self.TaskModel._default_manager.filter(
-                task_id__in=ids[start:start + self.ids_per_query], status__in=states.READY_STATES,
-            ).values(*META_COLUMNS)
+            rows = manager.ready_meta_rows(ids[start:start + self.ids_per_query])
             found.extend(self.meta_from_decoded(codec.task_meta(self.codec, row)) for row in rows)
         return found
 
@@ -272,11 +273,12 @@ class DatabaseBackend(BaseDictBackend):
         # Notifications are sent where results are written; a hot standby
         # replica could not LISTEN anyway.
         alias = router.db_for_write(self.TaskModel)
-        with engines.result_listener(alias) as listener:
-            # Listening before the next read: a result stored meanwhile is
-            # either read or announced.
-            first = interval if listener is not None else self.first_poll_interval
-            for pause in poll_pauses(first, interval):
+        with notify.result_waiter(alias, [task_id]) as listener:
+            # Registered before the next read: a result stored meanwhile is
+            # either read or announced (the shared listener wakes us).
+            pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
+                self.first_poll_interval, interval)
+            for pause in pauses:
                 meta = self.get_task_meta(task_id)
                 if meta["status"] in states.READY_STATES:
                     return meta
@@ -308,7 +310,20 @@ class DatabaseBackend(BaseDictBackend):
                 pending.discard(task_id)
                 yield task_id, cached
         deadline = None if timeout is None else time.monotonic() + timeout
-        for iteration, pause in enumerate(poll_pauses(self.first_poll_interval, interval), 1):
+        alias = router.db_for_write(self.TaskModel)
+        with notify.result_waiter(alias, pending) as listener:
+            yield from self._poll_many(pending, listener, deadline, interval, on_message, on_interval,
+                                       max_iterations)
+
+    def _poll_many(
+        self, pending: set[str], listener: notify.Waiter | None, deadline: float | None, interval: float,
+        on_message: Callable[[dict[str, Any]], Any] | None, on_interval: Callable[[], Any] | None,
+        max_iterations: int | None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The polls of :meth:`get_many`: woken early by notifications of ``pending`` ids on PostgreSQL."""
+        pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
+            self.first_poll_interval, interval)
+        for iteration, pause in enumerate(pauses, 1):
             if not pending:
                 return
             for meta in self._ready_metas(pending):
@@ -323,7 +338,10 @@ class DatabaseBackend(BaseDictBackend):
                 return
             if on_interval:
                 on_interval()
-            time.sleep(_within(deadline, pause))
+            if listener is None:
+                time.sleep(_within(deadline, pause))
+            else:
+                listener.wait(_within(deadline, pause))
 
     def task_result_exists(self, task_id: str) -> bool:
         """True when a row exists for ``task_id`` (even a PENDING one)."""

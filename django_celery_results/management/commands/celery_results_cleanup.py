@@ -308,7 +308,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size", type=int, metavar="N",
             help="Rows deleted per transaction, from 1 to 1,000,000. Default: "
-            "DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE'] (1000 when unset).",
+            "DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE'] (10,000 when unset).",
         )
         parser.add_argument(
             "--dry-run", action="store_true",

@@ -1,0 +1,88 @@
+"""A chord of 20,000 parts: a part must cost the same at the end as at the start.
+
+With the parts kept in one growing text every part rewrote it (quadratic,
+and the counter table grew to gigabytes); with a row per part
+(``ChordPart``) the last parts cost what the first did, and the tables stay small.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from celery import states
+
+from django_celery_results import engines
+from django_celery_results.models import ChordCounter, ChordPart
+
+from . import floor
+from .figures import Bench, Figure, PublishCounter, Sizes, _counter_state, _start_chord
+from .measure import ms
+
+#: Parts of the chord (a full run), and under ``--quick``.
+FULL_PARTS = 20_000
+QUICK_PARTS = 4_000
+#: Parts timed at each end of the chord.
+WINDOW = 1_000
+#: The last window's median per part over the first's.
+DRIFT_TARGET = 1.2
+
+
+def _parts(sizes: Sizes) -> int:
+    """The chord's size for this run (``--quick`` runs have fewer cleanup rows)."""
+    return QUICK_PARTS if sizes.cleanup_rows < Sizes.full().cleanup_rows else FULL_PARTS
+
+
+def _size(table: str) -> str:
+    """The table's size on disk with its indexes, in KiB, or ``n/a``."""
+    from django.db import connection
+
+    found = engines.relation_size(connection, table)
+    return "n/a" if found is None else f"{found / 1024:,.0f} KiB"
+
+
+def chord_scale(bench: Bench) -> Figure:
+    """Complete one big chord part by part through ``on_chord_part_return``; compare its ends."""
+    n = _parts(bench.sizes)
+    published = PublishCounter()
+    try:
+        group_id, part_ids, body = _start_chord(bench, n)
+        requests = [floor.request(p, i, group=group_id, chord=body) for i, p in enumerate(part_ids)]
+        # The header's results exist (the last part's join reads them), stored before timing.
+        for i, request in enumerate(requests):
+            bench.backend.store_result(request.id, i, states.SUCCESS, request=request)
+        timings: list[float] = []
+        for i, request in enumerate(requests[:-1]):
+            started = time.perf_counter()
+            bench.backend.on_chord_part_return(request, states.SUCCESS, i)
+            timings.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        bench.backend.on_chord_part_return(requests[-1], states.SUCCESS, n - 1)
+        last_ms = ms(time.perf_counter() - started)
+        count, counted = _counter_state(group_id)
+        callbacks = published.count
+    finally:
+        published.close()
+    first, last = ms(statistics.median(timings[:WINDOW])), ms(statistics.median(timings[-WINDOW:]))
+    drift = round(last / first, 2) if first else None
+    sizes = {
+        "counter_table": _size(ChordCounter._meta.db_table), "part_table": _size(ChordPart._meta.db_table),
+    }
+    ok = callbacks == 1 and count == 0 and counted == n and drift is not None and drift <= DRIFT_TARGET
+    return Figure(
+        name="chord_scale",
+        unit=f"ms/part, chord of {n:,}",
+        ours=last,
+        statements="",
+        target=f"last {WINDOW:,} / first {WINDOW:,} <= {DRIFT_TARGET}; callback sent once",
+        met=ok,
+        note=(
+            f"first {WINDOW:,}: {first} ms/part, last {WINDOW:,}: {last} ms/part (x{drift}); "
+            f"counter table {sizes['counter_table']}, part table {sizes['part_table']}; "
+            f"{callbacks} callback(s)"
+        ),
+        details={
+            "parts": n, "first_ms": first, "last_ms": last, "drift": drift, "last_part_ms": last_ms,
+            "callbacks": callbacks, "count_left": count, "parts_counted": counted, **sizes,
+        },
+    )

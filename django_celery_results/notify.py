@@ -1,0 +1,223 @@
+"""One shared PostgreSQL ``LISTEN`` connection per process and database alias.
+
+Every waiting ``get()`` of a process registers its task id with the alias's
+:class:`Dispatcher`; one daemon thread reads the notifications and wakes the
+waiters, so 50 waiting threads hold one listening connection, not 50.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import select
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from django.db import connections
+
+from .engines import NOTIFY_CHANNEL
+
+#: application_name of the listening connection (psycopg only), to find it in pg_stat_activity.
+APPLICATION_NAME = "dcr-listener"
+
+#: Pause before reopening a lost listening connection; waiters poll meanwhile.
+REOPEN_PAUSE = 0.5
+
+
+class Waiter:
+    """What one waiting call is woken by: any of its ids being announced."""
+
+    def __init__(self, task_ids: Iterable[str]) -> None:
+        self.task_ids = set(task_ids)
+        self.event = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        """True when woken within ``timeout`` (the event is then reset for the next wait)."""
+        woken = self.event.wait(timeout)
+        self.event.clear()
+        return woken
+
+
+class Dispatcher:
+    """The alias's listening connection and the thread handing its notifications out."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        # Written to by stop(): the thread's select() returns at once, not after its timeout.
+        self.wakeup_read, self.wakeup_write = os.pipe()
+        self.lock = threading.Lock()
+        self.waiters: dict[str, set[Waiter]] = {}
+        self.raw: Any = None
+        self.stopped = threading.Event()
+        self.listening = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"dcr-listener-{alias}", daemon=True)
+        self.thread.start()
+
+    def register(self, waiter: Waiter) -> None:
+        with self.lock:
+            for task_id in waiter.task_ids:
+                self.waiters.setdefault(task_id, set()).add(waiter)
+
+    def unregister(self, waiter: Waiter) -> None:
+        with self.lock:
+            for task_id in waiter.task_ids:
+                found = self.waiters.get(task_id)
+                if found is not None:
+                    found.discard(waiter)
+                    if not found:
+                        del self.waiters[task_id]
+
+    def _open(self) -> Any:
+        wrapper = connections[self.alias]
+        params = dict(wrapper.get_connection_params())
+        params.setdefault("application_name", APPLICATION_NAME)
+        raw = wrapper.get_new_connection(params)
+        raw.autocommit = True
+        with raw.cursor() as cursor:
+            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return raw
+
+    def _read(self, raw: Any, timeout: float) -> set[str]:
+        """Payloads received within ``timeout`` (or until :meth:`stop`): psycopg 3 or psycopg2."""
+        readable = select.select([raw.fileno(), self.wakeup_read], [], [], timeout)[0]
+        if raw.fileno() not in readable:
+            return set()
+        if callable(getattr(raw, "notifies", None)):
+            return {n.payload for n in raw.notifies(timeout=0)}
+        raw.poll()
+        payloads = {n.payload for n in raw.notifies}
+        raw.notifies.clear()
+        return payloads
+
+    def _wake(self, payloads: set[str]) -> None:
+        with self.lock:
+            for task_id in payloads:
+                for waiter in self.waiters.get(task_id, ()):
+                    waiter.event.set()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                if self.raw is None:
+                    self.raw = self._open()
+                    if self.listening.is_set():
+                        self._wake_all()  # reopened: a result stored while not listening is read at once
+                    self.listening.set()
+                self._wake(self._read(self.raw, 0.5))
+            except Exception:  # lost connection, server restart: waiters poll until reopened
+                self._drop(close=True)
+                self.stopped.wait(REOPEN_PAUSE)
+        self._drop(close=True)
+
+    def _wake_all(self) -> None:
+        with self.lock:
+            for waiters in self.waiters.values():
+                for waiter in waiters:
+                    waiter.event.set()
+
+    def _drop(self, close: bool) -> None:
+        raw, self.raw = self.raw, None
+        if raw is not None and close:
+            with suppress(Exception):
+                raw.close()
+
+    def idle(self) -> bool:
+        """No call is waiting."""
+        with self.lock:
+            return not self.waiters
+
+    def stop(self) -> None:
+        self.stopped.set()
+        os.write(self.wakeup_write, b"x")
+        self.thread.join(2)
+        self._drop(close=True)
+        for end in (self.wakeup_read, self.wakeup_write):
+            with suppress(OSError):
+                os.close(end)
+
+
+_dispatchers: dict[str, Dispatcher] = {}
+#: Connections inherited over a fork: kept referenced so that no finalizer closes the parent's socket.
+_inherited: list[Any] = []
+_lock = threading.Lock()
+
+
+def dispatcher(alias: str) -> Dispatcher:
+    """The alias's shared dispatcher, started on first use."""
+    with _lock:
+        found = _dispatchers.get(alias)
+        if found is None or not found.thread.is_alive():
+            found = _dispatchers[alias] = Dispatcher(alias)
+        return found
+
+
+@contextmanager
+def result_waiter(alias: str, task_ids: Iterable[str]) -> Iterator[Waiter | None]:
+    """A waiter woken when one of ``task_ids`` is stored through ``alias``; ``None`` without push.
+
+    Registered before the caller's next read of the rows, so a result stored
+    meanwhile is either read or announced.
+    """
+    if connections[alias].vendor != "postgresql":
+        yield None
+        return
+    waiter = Waiter(task_ids)
+    shared = dispatcher(alias)
+    shared.register(waiter)
+    # Until the first LISTEN is in place a notification could be missed: wait
+    # for it briefly (the caller reads the row next, then polls if need be).
+    shared.listening.wait(1.0)
+    try:
+        yield waiter
+    finally:
+        shared.unregister(waiter)
+        if _under_django_tests() and shared.idle():
+            _close(alias, shared)
+
+
+def _under_django_tests() -> bool:
+    """Django's test environment is set up (``setup_test_environment``: its runner, pytest-django).
+
+    There the listener closes when its last waiter leaves: a connection left
+    open to the test database would make dropping it fail at the end of the run.
+    """
+    from django.test import utils
+
+    return hasattr(getattr(utils, "_TestState", None), "saved_data")
+
+
+def _close(alias: str, shared: Dispatcher) -> None:
+    """Stop ``shared`` and forget it, unless another waiter has started using it meanwhile."""
+    with _lock:
+        if _dispatchers.get(alias) is not shared or not shared.idle():
+            return
+        del _dispatchers[alias]
+    shared.stop()
+
+
+def _close_all() -> None:
+    """At exit: close the listening connections, so none is left on the server."""
+    with _lock:
+        found = list(_dispatchers.values())
+        _dispatchers.clear()
+    for shared in found:
+        shared.stop()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: forget the parent's listeners without closing their shared sockets.
+
+    A close() here would send psycopg's Terminate on the parent's socket; the
+    child opens its own listener on first use.
+    """
+    global _lock
+    _lock = threading.Lock()
+    for shared in _dispatchers.values():
+        _inherited.append(shared.raw)  # the thread did not survive the fork; never close its socket
+    _dispatchers.clear()
+
+
+atexit.register(_close_all)
+os.register_at_fork(after_in_child=_forget_after_fork)
