@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     from benchmarks import chord_scale, figures, report, upstream
+    from django_celery_results import notify
 
     steps: dict[str, Callable[[figures.Bench], Any]] = {
         "store_new": figures.store_new,
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         app.close()
     finally:
         log("dropping the scratch database")
+        notify.close_all()  # the shared LISTEN connection is on it
         connection.creation.destroy_test_db(name, verbosity=0)
     print(f"engine: {options.engine} ({context['server']}); {'quick' if options.quick else 'full'} run")
     print(report.table(results, markdown=options.markdown))

@@ -13,7 +13,7 @@ import binascii
 import inspect
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, overload
 
@@ -96,6 +96,11 @@ def _json_decoder() -> Callable[[str], Any] | None:
     return json.JSONDecoder(object_hook=hook.default).decode
 
 
+def _plain_json_string(text: str) -> bool:
+    """Whether ``text`` is a JSON string literal with no escape, so its value is the text inside the quotes."""
+    return len(text) >= 2 and text[0] == '"' and text[-1] == '"' and "\\" not in text and '"' not in text[1:-1]
+
+
 class Codec:
     """Serialize values as the backend's serializer does; read any accepted content type."""
 
@@ -151,6 +156,9 @@ class Codec:
         if not text:
             return None
         if content_type == JSON and self._json_decoder is not None and content_encoding == "utf-8":
+            if _plain_json_string(text):
+                # Arguments are stored as their repr's JSON string: no parser needed.
+                return text[1:-1]
             try:
                 return self._json_decoder(text)
             except Exception as error:  # what kombu's loads raises for it
@@ -291,3 +299,20 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
         task_kwargs=kwargs,
     )
     return meta
+
+
+def ready_meta(codec: Codec, record: Sequence[Any]) -> dict[str, Any]:
+    """The meta a join reads of a finished task: state, result, traceback and children.
+
+    ``record`` holds the ``READY_COLUMNS`` of the manager, in order. A join
+    polls many rows, so nothing that only describes the task (name,
+    arguments, worker, dates) is decoded; :func:`task_meta` has all of it.
+    """
+    task_id, status, ctype, cenc, result, traceback, meta = record
+    return {
+        "task_id": task_id,
+        "status": status,
+        "result": codec.decode(ctype, cenc, result),
+        "traceback": unescape_text(traceback),
+        "children": codec.decode_meta(ctype, cenc, meta).get("children"),
+    }

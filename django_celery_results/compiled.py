@@ -1,8 +1,10 @@
-"""Hot reads compiled once: the ORM builds a read's SQL and converters, each call only executes it.
+"""Hot reads built once: each call only executes a short, hand-written SELECT and converts its row.
 
 Building a queryset's SQL costs several times the query itself on a fast
-server; the reads every ``AsyncResult.get()`` and ``join_native()`` poll make
-have a handful of shapes, so each shape is compiled once per connection.
+server, and SQLite's cursor rewrites the placeholders of every query with a
+regular expression, so a long ORM-qualified text costs on every call too. The
+reads every ``AsyncResult.get()`` and ``join_native()`` poll make have a
+handful of shapes; each is built once per connection (docs/engines.rst).
 """
 
 from __future__ import annotations
@@ -14,82 +16,88 @@ from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import QuerySet
-
-#: Stands in for the looked-up values while a shape is compiled; never sent to a database.
-PLACEHOLDER_PREFIX = "\x00dcr-placeholder-"
+from django.db.models import Model
+from django.db.models.expressions import Col
 
 #: Shapes kept per connection (a join's shape is its number of ids).
 SHAPES_PER_CONNECTION = 64
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 
+#: ``sql(connection, size)``: the SELECT of one shape, taking ``size`` looked-up values.
+ShapeSQL = Callable[[BaseDatabaseWrapper, int], str]
+
+
+def column_converters(
+    connection: BaseDatabaseWrapper, model: type[Model], columns: Sequence[str],
+) -> list[tuple[int, list[Converter], Col]]:
+    """The converters the ORM would apply to each selected column, for the columns that have any.
+
+    Only dates need one on SQLite (text) and MySQL (naive values); none do on PostgreSQL.
+    """
+    table = model._meta.db_table
+    found = []
+    for position, name in enumerate(columns):
+        column = model._meta.get_field(name).get_col(table)  # type: ignore[union-attr]
+        converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
+        if converters:
+            found.append((position, converters, column))
+    return found
+
 
 class CompiledRead:
-    """One queryset shape: its SQL, where the looked-up values go, and the row converters."""
+    """One read shape on one connection: its SQL and the converters of its columns."""
 
-    def __init__(self, queryset: QuerySet, names: Sequence[str], size: int) -> None:
-        compiler = queryset.query.get_compiler(using=queryset.db)
-        self.sql, params = compiler.as_sql()
-        self.params = list(params)
-        # Which parameter receives which looked-up value.
-        self.slots = [
-            (position, int(value[len(PLACEHOLDER_PREFIX):]))
-            for position, value in enumerate(self.params)
-            if isinstance(value, str) and value.startswith(PLACEHOLDER_PREFIX)
-        ]
-        if sorted(index for _, index in self.slots) != list(range(size)):
-            raise AssertionError(f"the compiled read does not take its {size} value(s) as parameters")
-        self.names = tuple(names)
-        select = [column[0] for column in compiler.select[: compiler.col_count]]
-        self.converters: list[tuple[int, list[Converter], Any]] = [
-            (position, list(converters), expression)
-            for position, (converters, expression) in compiler.get_converters(select).items()
-        ]
+    def __init__(self, connection: BaseDatabaseWrapper, model: type[Model], columns: Sequence[str],
+                 sql: str) -> None:
+        self.sql = sql
+        self.names = tuple(columns)
+        self.converters = column_converters(connection, model, columns)
 
-    def rows(self, connection: BaseDatabaseWrapper, values: Sequence[Any]) -> list[dict[str, Any]]:
-        """Run the read for ``values``: the rows as ``{name: value}``, converted as the ORM would."""
-        params = list(self.params)
-        for position, index in self.slots:
-            params[position] = values[index]
+    def records(self, connection: BaseDatabaseWrapper, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run the read for ``values``: the rows as tuples in column order, converted as the ORM would."""
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
+            cursor.execute(self.sql, values)
             fetched = cursor.fetchall()
-        names = self.names
-        rows = []
+        if not self.converters:
+            return [tuple(record) for record in fetched]
+        records = []
         for record in fetched:
-            row = dict(zip(names, record, strict=True))
-            for position, converters, expression in self.converters:
-                value = record[position]
-                for converter in converters:
-                    value = converter(value, expression, connection)
-                row[names[position]] = value
-            rows.append(row)
-        return rows
+            converted = list(record)
+            for position, chain, column in self.converters:
+                for convert in chain:
+                    converted[position] = convert(converted[position], column, connection)
+            records.append(tuple(converted))
+        return records
 
 
 class ReadCache:
-    """Compiled reads per connection (a connection belongs to one thread) and shape."""
+    """Built reads of one model and column list, per connection (a connection belongs to one thread) and shape."""
 
-    def __init__(self, build: Callable[[str, list[str]], tuple[QuerySet, Sequence[str]]]) -> None:
-        #: ``build(alias, placeholders)``: the queryset of one shape and the names it selects.
-        self.build = build
+    def __init__(self, model: type[Model], columns: Sequence[str], sql: ShapeSQL) -> None:
+        self.model = model
+        self.columns = tuple(columns)
+        self.sql = sql
         self._per_connection: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[int, CompiledRead]] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
 
-    def rows(self, alias: str, values: Sequence[Any]) -> list[dict[str, Any]]:
-        """The rows of the shape for ``len(values)`` values, run on ``alias``'s connection."""
+    def records(self, alias: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of the shape for ``len(values)`` values, run on ``alias``'s connection, as tuples."""
         connection = connections[alias]
-        with self._lock:
-            shapes = self._per_connection.setdefault(connection, {})
+        shapes = self._per_connection.get(connection)
+        if shapes is None:
+            with self._lock:
+                shapes = self._per_connection.setdefault(connection, {})
         compiled = shapes.get(len(values))
         if compiled is None:
-            placeholders = [f"{PLACEHOLDER_PREFIX}{index}" for index in range(len(values))]
-            queryset, names = self.build(alias, placeholders)
-            compiled = CompiledRead(queryset, names, len(values))
+            compiled = CompiledRead(connection, self.model, self.columns, self.sql(connection, len(values)))
             if len(shapes) >= SHAPES_PER_CONNECTION:
                 shapes.clear()
             shapes[len(values)] = compiled
-        return compiled.rows(connection, values)
+        return compiled.records(connection, values)
+
+    def rows(self, alias: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        """:meth:`records` as ``{column: value}`` dicts."""
+        return [dict(zip(self.columns, record, strict=True)) for record in self.records(alias, values)]

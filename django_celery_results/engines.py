@@ -148,6 +148,23 @@ def upsert_sql(
     return f"{head} ON CONFLICT ({qn(conflict_column)}) DO UPDATE SET {', '.join(sets)}"
 
 
+def select_tasks_sql(
+    connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], ids: int, ready_only: bool = False,
+) -> str:
+    """A SELECT of ``columns`` for ``ids`` task ids, of the ready ones only when ``ready_only``.
+
+    Unqualified names and no ``LIMIT`` (``task_id`` is unique): the text is
+    as short as it can be, since SQLite's cursor rewrites each query's
+    placeholders with a regular expression on every call.
+    """
+    qn = connection.ops.quote_name
+    where = f"{qn('task_id')} = %s" if ids == 1 else f"{qn('task_id')} IN ({', '.join(['%s'] * ids)})"
+    if ready_only:
+        ready = ", ".join(f"'{state}'" for state in sorted(states.READY_STATES))
+        where += f" AND {qn('status')} IN ({ready})"
+    return f"SELECT {', '.join(qn(c) for c in columns)} FROM {qn(table)} WHERE {where}"
+
+
 def write_row(model: Any, alias: str, sql: str, values: Mapping[str, Any]) -> int:
     """Run one INSERT built here for ``values`` (in their order); return the affected row count.
 

@@ -12,7 +12,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
-from functools import wraps
+from functools import cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import states
@@ -238,34 +238,36 @@ META_COLUMNS = (
     "periodic_task_name", "retries", "queue",
 )
 
+#: What a join needs of a finished task (:func:`codec.ready_meta`): nothing that only describes it.
+READY_COLUMNS = ("task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta")
+
 
 class TaskResultManager(ResultManager["TaskResult"]):
     """Manager for :class:`~django_celery_results.models.TaskResult`."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._meta_reads = ReadCache(self._meta_read)
-        self._ready_reads = ReadCache(self._ready_read)
+    @cached_property
+    def _meta_reads(self) -> ReadCache:
+        table = self.model._meta.db_table
+        return ReadCache(self.model, META_COLUMNS, lambda connection, size: engines.select_tasks_sql(
+            connection, table, META_COLUMNS, size))
 
-    def _meta_read(self, alias: str, task_ids: list[str]) -> tuple[models.QuerySet, tuple[str, ...]]:
-        rows = self.get_queryset().using(alias).filter(task_id=task_ids[0]).order_by()
-        return rows.values(*META_COLUMNS)[:1], META_COLUMNS
-
-    def _ready_read(self, alias: str, task_ids: list[str]) -> tuple[models.QuerySet, tuple[str, ...]]:
-        rows = self.get_queryset().using(alias).filter(task_id__in=task_ids, status__in=states.READY_STATES)
-        return rows.order_by().values(*META_COLUMNS), META_COLUMNS
+    @cached_property
+    def _ready_reads(self) -> ReadCache:
+        table = self.model._meta.db_table
+        return ReadCache(self.model, READY_COLUMNS, lambda connection, size: engines.select_tasks_sql(
+            connection, table, READY_COLUMNS, size, ready_only=True))
 
     def meta_row(self, task_id: str) -> dict[str, Any] | None:
         """The :data:`META_COLUMNS` of one task from the read alias, or ``None``: one SELECT."""
         rows = self._meta_reads.rows(self.db, [check_id(self.model, "task_id", task_id)])
         return rows[0] if rows else None
 
-    def ready_meta_rows(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        """The :data:`META_COLUMNS` of those of ``task_ids`` in a ready state: one SELECT.
+    def ready_meta_records(self, task_ids: list[str]) -> list[tuple[Any, ...]]:
+        """The :data:`READY_COLUMNS` of those of ``task_ids`` in a ready state, as tuples: one SELECT.
 
         The caller has checked the ids (a join checks them once, not on every poll).
         """
-        return self._ready_reads.rows(self.db, task_ids)
+        return self._ready_reads.records(self.db, task_ids)
 
     def get_task(self, task_id: str) -> TaskResult:
         """The stored result, or an unsaved PENDING instance when there is none."""

@@ -197,8 +197,8 @@ def _close(alias: str, shared: Dispatcher) -> None:
     shared.stop()
 
 
-def _close_all() -> None:
-    """At exit: close the listening connections, so none is left on the server."""
+def close_all() -> None:
+    """Close the process's listening connections (at exit, and before dropping their database)."""
     with _lock:
         found = list(_dispatchers.values())
         _dispatchers.clear()
@@ -219,5 +219,5 @@ def _forget_after_fork() -> None:
     _dispatchers.clear()
 
 
-atexit.register(_close_all)
+atexit.register(close_all)
 os.register_at_fork(after_in_child=_forget_after_fork)

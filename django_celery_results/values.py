@@ -11,7 +11,7 @@ exactly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -48,6 +48,21 @@ def check_id(model: type[models.Model], field: str, value: str) -> str:
     if needs_escape(value):
         raise UnstorableText(model.__name__, field, value)
     return value
+
+
+def check_ids(model: type[models.Model], field: str, values: Iterable[str]) -> set[str]:
+    """The distinct ``values``, each checked as :func:`check_id` does; one pass over all of them.
+
+    A join checks its hundreds of ids at once: one length and one character test over their text.
+    """
+    found = set(values)
+    limit = _length_limits(model).get(field)
+    texts = [value for value in found if isinstance(value, str)]
+    too_long = limit is not None and max(map(len, texts), default=0) > limit
+    if too_long or needs_escape("".join(texts)):
+        for value in texts:
+            check_id(model, field, value)
+    return found
 
 
 def storable(

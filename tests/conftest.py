@@ -69,6 +69,6 @@ def _close_connections_before_teardown(django_db_setup: Any, django_db_blocker: 
 
     from django_celery_results import notify
 
-    notify._close_all()  # the shared LISTEN connection too
+    notify.close_all()  # the shared LISTEN connection too
     with django_db_blocker.unblock():
         connections.close_all()

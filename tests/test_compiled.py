@@ -1,4 +1,4 @@
-"""The reads compiled once (``django_celery_results.compiled``) return what the ORM returns."""
+"""The reads built once (``django_celery_results.compiled``) return what the ORM returns."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_celery_results import compiled
-from django_celery_results.managers import META_COLUMNS
+from django_celery_results.managers import META_COLUMNS, READY_COLUMNS
 from django_celery_results.models import TaskResult
 from django_celery_results.utils import now
 from tests.strategies import any_text, safe_text
@@ -60,22 +60,33 @@ def test_compiled_reads_return_the_orm_values(app: Any, stored: list[dict[str, A
     expected = orm_rows(task_ids)
     for task_id in task_ids:
         assert TaskResult.objects.meta_row(task_id) == expected[task_id]
-    ready = {row["task_id"]: row for row in TaskResult.objects.ready_meta_rows([*task_ids, new_id()])}
-    assert ready == {k: v for k, v in expected.items() if v["status"] in states.READY_STATES}
+    ready = {
+        record[0]: dict(zip(READY_COLUMNS, record, strict=True))
+        for record in TaskResult.objects.ready_meta_records([*task_ids, new_id()])
+    }
+    assert ready == {
+        k: {name: v[name] for name in READY_COLUMNS}
+        for k, v in expected.items() if v["status"] in states.READY_STATES
+    }
 
 
 def test_a_missing_task_has_no_row() -> None:
     assert TaskResult.objects.meta_row(new_id()) is None
-    assert TaskResult.objects.ready_meta_rows([new_id(), new_id()]) == []
+    assert TaskResult.objects.ready_meta_records([new_id(), new_id()]) == []
 
 
-def test_values_that_look_like_the_placeholder_are_looked_up_as_themselves() -> None:
-    looks_like = f"{compiled.PLACEHOLDER_PREFIX}0"
-    TaskResult.objects.store_result("application/json", "utf-8", "plain-id", "1", states.SUCCESS)
-    # A NUL is never a stored id: refused before any query, not matched against the template.
+@pytest.mark.parametrize("task_id", ["100%", "a_b", "it's", "%s", "x' OR '1'='1"])
+def test_ids_holding_sql_characters_are_looked_up_as_themselves(task_id: str) -> None:
+    TaskResult.objects.store_result("application/json", "utf-8", task_id, "1", states.SUCCESS)
+    TaskResult.objects.store_result("application/json", "utf-8", "plain-id", "2", states.SUCCESS)
+    assert TaskResult.objects.meta_row(task_id)["result"] == "1"  # type: ignore[index]
+    records = TaskResult.objects.ready_meta_records([task_id, "plain-id"])
+    assert sorted((record[0], record[4]) for record in records) == sorted([(task_id, "1"), ("plain-id", "2")])
+
+
+def test_an_id_no_engine_stores_is_refused_before_any_query() -> None:
     with pytest.raises(ValueError):
-        TaskResult.objects.meta_row(looks_like)
-    assert TaskResult.objects.meta_row("plain-id")["result"] == "1"  # type: ignore[index]
+        TaskResult.objects.meta_row("nul\x00id")
 
 
 def test_each_thread_compiles_on_its_own_connection() -> None:
@@ -100,5 +111,5 @@ def test_each_thread_compiles_on_its_own_connection() -> None:
 def test_shapes_are_bounded_per_connection() -> None:
     cache = TaskResult.objects._ready_reads
     for size in range(1, compiled.SHAPES_PER_CONNECTION + 10):
-        cache.rows("default", [new_id() for _ in range(size)])
+        cache.records("default", [new_id() for _ in range(size)])
     assert len(cache._per_connection[connections["default"]]) <= compiled.SHAPES_PER_CONNECTION

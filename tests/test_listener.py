@@ -49,9 +49,9 @@ def store_later(backend: Any, task_ids: list[str], delay: float) -> threading.Th
 
 @pytest.fixture(autouse=True)
 def _fresh_listeners() -> Any:
-    notify._close_all()
+    notify.close_all()
     yield
-    notify._close_all()
+    notify.close_all()
 
 
 def test_poll_pauses_are_capped_in_the_first_second_then_grow() -> None:
@@ -174,7 +174,7 @@ def run_child(mode: str) -> None:
 
 @postgresql_only
 def test_no_listening_connection_is_left_at_exit() -> None:
-    notify._close_all()
+    notify.close_all()
     before = listening()
     run_child("exit")
     time.sleep(0.5)

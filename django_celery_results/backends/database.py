@@ -7,7 +7,8 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from functools import wraps
+from functools import cache, wraps
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import maybe_signature, states
@@ -21,7 +22,7 @@ from django.utils.functional import classproperty
 from .. import codec, engines, notify
 from ..exceptions import UnstorableText, ValueTooLong
 from ..managers import PartOutcome
-from ..values import check_id
+from ..values import check_id, check_ids
 
 if TYPE_CHECKING:
     from ..models import ChordCounter, TaskResult
@@ -79,6 +80,14 @@ def _within(deadline: float | None, pause: float) -> float:
     return min(pause, left)
 
 
+@cache
+def _models() -> ModuleType:
+    """The models module, imported on first use (the backend may be built before ``django.setup()``)."""
+    from .. import models
+
+    return models
+
+
 class DatabaseBackend(BaseDictBackend):
     """Celery result backend storing results in Django's database.
 
@@ -101,21 +110,15 @@ class DatabaseBackend(BaseDictBackend):
 
     @classproperty
     def TaskModel(cls) -> type[TaskResult]:
-        from ..models import TaskResult
-
-        return TaskResult
+        return _models().TaskResult
 
     @classproperty
     def GroupModel(cls) -> type[GroupResultModel]:
-        from ..models import GroupResult as GroupResultModel
-
-        return GroupResultModel
+        return _models().GroupResult
 
     @classproperty
     def ChordCounterModel(cls) -> type[ChordCounter]:
-        from ..models import ChordCounter
-
-        return ChordCounter
+        return _models().ChordCounter
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -241,13 +244,17 @@ class DatabaseBackend(BaseDictBackend):
         return self.meta_from_decoded(codec.task_meta(self.codec, row))
 
     def _ready_metas(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
-        """Meta of those of ``task_ids`` in a ready state: one query per :attr:`ids_per_query` ids."""
+        """Join meta (:func:`codec.ready_meta`) of those of ``task_ids`` in a ready state.
+
+        One query per :attr:`ids_per_query` ids.
+        """
         ids = list(task_ids)
         manager = self.TaskModel._default_manager
         found: list[dict[str, Any]] = []
+        decode, with_exception = self.codec, self.meta_from_decoded
         for start in range(0, len(ids), self.ids_per_query):
-            rows = manager.ready_meta_rows(ids[start:start + self.ids_per_query])
-            found.extend(self.meta_from_decoded(codec.task_meta(self.codec, row)) for row in rows)
+            records = manager.ready_meta_records(ids[start:start + self.ids_per_query])
+            found.extend(with_exception(codec.ready_meta(decode, record)) for record in records)
         return found
 
     def wait_for(
@@ -303,45 +310,57 @@ class DatabaseBackend(BaseDictBackend):
         READY_STATES: frozenset[str] = states.READY_STATES,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(task_id, meta)`` as the tasks become ready: one query per poll of all of them."""
-        pending = {check_id(self.TaskModel, "task_id", task_id) for task_id in task_ids}
-        for task_id in list(pending):
-            cached = self._cache.get(task_id)
-            if cached is not None and cached["status"] in READY_STATES:
-                pending.discard(task_id)
-                yield task_id, cached
+        pending = check_ids(self.TaskModel, "task_id", task_ids)
+        if self._cache:  # Celery's result cache (result_cache_max): empty unless enabled
+            for task_id in list(pending):
+                cached = self._cache.get(task_id)
+                if cached is not None and cached["status"] in READY_STATES:
+                    pending.discard(task_id)
+                    yield task_id, cached
         deadline = None if timeout is None else time.monotonic() + timeout
+        # Finished tasks cost one query and no listener; the waiter is registered only when some are not.
+        yield from self._ready_now(pending, on_message)
+        if not pending or max_iterations == 1:
+            return
         alias = router.db_for_write(self.TaskModel)
         with notify.result_waiter(alias, pending) as listener:
             yield from self._poll_many(pending, listener, deadline, interval, on_message, on_interval,
                                        max_iterations)
+
+    def _ready_now(
+        self, pending: set[str], on_message: Callable[[dict[str, Any]], Any] | None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """One poll: yield the ready ones of ``pending`` and remove them from it."""
+        for meta in self._ready_metas(pending):
+            task_id = meta["task_id"]
+            pending.discard(task_id)
+            if on_message is not None:
+                on_message(meta)
+            yield task_id, meta
 
     def _poll_many(
         self, pending: set[str], listener: notify.Waiter | None, deadline: float | None, interval: float,
         on_message: Callable[[dict[str, Any]], Any] | None, on_interval: Callable[[], Any] | None,
         max_iterations: int | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The polls of :meth:`get_many`: woken early by notifications of ``pending`` ids on PostgreSQL."""
+        """The polls of :meth:`get_many` after its first: woken early by notifications on PostgreSQL.
+
+        With a listener the first of them reads at once: a result stored before
+        the waiter was registered is read rather than announced.
+        """
         pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
             self.first_poll_interval, interval)
-        for iteration, pause in enumerate(pauses, 1):
-            if not pending:
-                return
-            for meta in self._ready_metas(pending):
-                task_id = meta["task_id"]
-                pending.discard(task_id)
-                if meta["status"] == states.SUCCESS:
-                    self._cache[task_id] = meta
-                if on_message is not None:
-                    on_message(meta)
-                yield task_id, meta
+        for iteration, pause in enumerate(pauses, 2):
+            if listener is None or iteration > 2:
+                if on_interval:
+                    on_interval()
+                if listener is None:
+                    time.sleep(_within(deadline, pause))
+                else:
+                    listener.wait(_within(deadline, pause))
+            yield from self._ready_now(pending, on_message)
             if not pending or (max_iterations and iteration >= max_iterations):
                 return
-            if on_interval:
-                on_interval()
-            if listener is None:
-                time.sleep(_within(deadline, pause))
-            else:
-                listener.wait(_within(deadline, pause))
 
     def task_result_exists(self, task_id: str) -> bool:
         """True when a row exists for ``task_id`` (even a PENDING one)."""
