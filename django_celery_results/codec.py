@@ -97,8 +97,9 @@ def _json_decoder() -> Callable[[str], Any] | None:
 
 
 def _plain_json_string(text: str) -> bool:
-    """Whether ``text`` is a JSON string literal with no escape, so its value is the text inside the quotes."""
-    return len(text) >= 2 and text[0] == '"' and text[-1] == '"' and "\\" not in text and '"' not in text[1:-1]
+    """Whether ``text`` is a JSON string literal with no escape: its value is the text inside the quotes."""
+    inner = text[1:-1]
+    return len(text) >= 2 and text[0] == text[-1] == '"' and "\\" not in inner and '"' not in inner
 
 
 class Codec:

@@ -72,7 +72,7 @@ class CompiledRead:
 
 
 class ReadCache:
-    """Built reads of one model and column list, per connection (a connection belongs to one thread) and shape."""
+    """Built reads of one model and column list, per connection (each belongs to one thread) and shape."""
 
     def __init__(self, model: type[Model], columns: Sequence[str], sql: ShapeSQL) -> None:
         self.model = model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -141,3 +142,11 @@ def test_plain_tracebacks_are_stored_as_they_are() -> None:
     )
     assert codec.escape_text(None) is None
     assert codec.escape_text(codec.ESCAPED_TEXT_PREFIX + "x") != codec.ESCAPED_TEXT_PREFIX + "x"
+
+
+@given(st.text() | st.text(alphabet='"\\\x00\x1f\u00e9 ab', max_size=12))
+def test_json_strings_decode_as_the_parser_would(text: str) -> None:
+    """The no-parser path for plain string literals agrees with the JSON parser on any text."""
+    json_codec = codec.Codec("json", ["json"])
+    for stored in (json.dumps(text), json.dumps(text, ensure_ascii=False)):
+        assert json_codec.decode(codec.JSON, "utf-8", stored) == json.loads(stored) == text
