@@ -146,8 +146,9 @@ def add_upstream(results: list[Any], measured: dict[str, Any]) -> None:
         figure.upstream = cell
         if isinstance(found, dict) and "ratio" in found:
             figure.upstream_ratio = found["ratio"]
-        if theirs and _ours(figure) is not None:
-            figure.vs_upstream = round(_ours(figure) / theirs, 2)
+        ours = _ours(figure)
+        if theirs and ours is not None:
+            figure.vs_upstream = round(ours / theirs, 2)
         figure.details["upstream"] = found
 
 

@@ -56,7 +56,9 @@ def callbacks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from django_celery_results.backends import database
 
     fired: list[str] = []
-    monkeypatch.setattr(database, "fire_callback", lambda app, callback, header: fired.append(header.id))
+    monkeypatch.setattr(
+        database, "fire_callback", lambda app, callback, counter: fired.append(counter.group_id),
+    )
     return fired
 
 
@@ -302,3 +304,36 @@ def test_w002_covers_the_two_column_part_key() -> None:
     narrow = [IndexedColumn(table, "group_id, task_id", 2 * 191, columns=2)]
     assert key_length_warnings("default", {table: compact}, narrow) == []
     assert key_length_warnings("default", {table: dynamic}, chord_part_key_columns()) == []
+
+
+# -- the last part's join -------------------------------------------------------------
+
+
+def test_the_header_join_equals_celerys_join_for_plain_and_nested_headers(app: Any) -> None:
+    """The last part joins a plain header by ids; a header holding a group goes through Celery's join."""
+    from celery.result import GroupResult as CeleryGroupResult
+    from celery.result import result_from_tuple
+
+    from django_celery_results.backends.database import plain_task_ids
+
+    ids = [new_id() for _ in range(5)]
+    for i, task_id in enumerate(ids):
+        app.backend.mark_as_done(task_id, {"part": i})
+    plain = [[[task_id, None], None] for task_id in ids]
+    nested = [plain[0], [[new_id(), None], plain[1:3]], *plain[3:]]
+    assert plain_task_ids(plain) == ids
+    assert plain_task_ids(nested) is None
+    expected = CeleryGroupResult(new_id(), [result_from_tuple(item, app=app) for item in plain], app=app)
+    assert app.backend.join_header(ids, timeout=5) == expected.join_native(timeout=5)
+    # Duplicated ids keep their places, as in Celery's join.
+    repeated = app.backend.join_header([ids[1], ids[0], ids[1]], timeout=5)
+    assert repeated == [{"part": 1}, {"part": 0}, {"part": 1}]
+
+
+def test_the_header_join_raises_the_failed_parts_exception(app: Any) -> None:
+    ids = [new_id() for _ in range(3)]
+    app.backend.mark_as_done(ids[0], 1)
+    app.backend.mark_as_failure(ids[1], KeyError("bad part"))
+    app.backend.mark_as_done(ids[2], 3)
+    with pytest.raises(KeyError, match="bad part"):
+        app.backend.join_header(ids, timeout=5)

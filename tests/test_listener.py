@@ -195,3 +195,18 @@ def test_under_django_tests_the_listener_closes_when_its_last_waiter_leaves(app:
     assert AsyncResult(task_id, backend=app.backend).get(timeout=30) == task_id
     assert "default" not in notify._dispatchers
     assert listening() == 0
+
+
+@postgresql_only
+def test_a_join_of_finished_tasks_is_one_query_and_opens_no_listener(app: Any) -> None:
+    from celery.result import GroupResult
+
+    ids = [celery_uuid() for _ in range(20)]
+    for task_id in ids:
+        app.backend.mark_as_done(task_id, task_id)
+    group = GroupResult(celery_uuid(), [AsyncResult(i, backend=app.backend) for i in ids], app=app)
+    with CaptureQueriesContext(connection) as queries:
+        assert group.join_native(timeout=5) == ids
+    assert len(queries.captured_queries) == 1
+    assert listening() == 0
+    assert not notify._dispatchers

@@ -58,7 +58,8 @@ def fired(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
     """Chord callbacks the backend sent: (header id, part ids), instead of sending them."""
     calls: list[tuple[str, list[str]]] = []
 
-    def record(app: Any, callback: Any, header: CeleryGroupResult) -> None:
+    def record(app: Any, callback: Any, counter: ChordCounter) -> None:
+        header = counter.group_result(app=app)
         calls.append((header.id, [r.id for r in header.results]))
 
     monkeypatch.setattr(database_backend, "fire_callback", record)
