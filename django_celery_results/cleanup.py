@@ -18,7 +18,7 @@ from django.db import models
 
 from . import engines
 from .conf import app_settings
-from .managers import AliasedManager, delete_oldest_first
+from .managers import AliasedManager, BatchSizer, delete_oldest_first
 from .models import ChordCounter, GroupResult, TaskResult
 from .utils import now
 
@@ -102,15 +102,16 @@ class Cleanup:
         """
         size = self.batch_size or app_settings.cleanup_batch_size
         for kind in self.kinds:
+            sizer = BatchSizer(size)  # one per table: their rows cost differently
             if kind == CHORDS:
                 # Counters inserted by older code carry no date: their clock starts now.
                 ChordCounter.objects.db_manager(self.alias(kind)).dateless().update(date_created=now())
-                yield from self._delete_chords(size)
+                yield from self._delete_chords(sizer)
                 continue
-            for deleted in delete_oldest_first(self.rows(kind), TABLES[kind][1], size):
+            for deleted in delete_oldest_first(self.rows(kind), TABLES[kind][1], sizer):
                 yield kind, deleted
 
-    def _delete_chords(self, size: int) -> Generator[tuple[str, int], None, None]:
+    def _delete_chords(self, sizer: BatchSizer) -> Generator[tuple[str, int], None, None]:
         """Delete expired counters ``size`` at a time, each batch followed by its part rows.
 
         A batch's group ids are read first; its counters go in short DELETEs
@@ -124,16 +125,18 @@ class Cleanup:
         counters = ChordCounter.objects.db_manager(alias)
         date_field = TABLES[CHORDS][1]
         while True:
+            size = sizer.size
             groups = list(self.rows(CHORDS).order_by(date_field).values_list("group_id", flat=True)[:size])
             for start in range(0, len(groups), CHORD_GROUPS_PER_BATCH):
                 chunk = groups[start:start + CHORD_GROUPS_PER_BATCH]
                 batch = self.rows(CHORDS).filter(group_id__in=chunk)
-                deleted = sum(delete_oldest_first(batch, date_field, size))
+                deleted = sum(delete_oldest_first(batch, date_field, sizer))
                 # Listed, not a subquery: delete_oldest_first compiles on the alias the rows name.
                 kept = set(counters.for_write().filter(group_id__in=chunk).values_list("group_id", flat=True))
                 gone = [group_id for group_id in chunk if group_id not in kept]
                 if gone:
-                    for _ in delete_oldest_first(counters.parts(alias).filter(group_id__in=gone), "id", size):
+                    parts = counters.parts(alias).filter(group_id__in=gone)
+                    for _ in delete_oldest_first(parts, "id", sizer):
                         pass
                 if deleted:
                     yield CHORDS, deleted

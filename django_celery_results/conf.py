@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 DEFAULT_TASK_ID_MAX_LENGTH = 255
 #: The shortest id column that holds Celery's own ids (UUIDs in their 36-character form).
 MIN_TASK_ID_MAX_LENGTH = 36
-#: Rows per cleanup transaction: large enough that the commit of each batch (a WAL/redo
-#: flush) no longer dominates, small enough that a batch takes tens of milliseconds.
-DEFAULT_CLEANUP_BATCH_SIZE = 10_000
+#: Rows per cleanup transaction; ``None``: each batch sized to take about 50 ms
+#: (``managers.BatchSizer``), so its commit is shared by as many rows as a short transaction allows.
+DEFAULT_CLEANUP_BATCH_SIZE: int | None = None
 DEFAULT_WAITING_CHORD_EXPIRES = 7 * 24 * 3600
 DEFAULT_MAX_RESULT_SIZE = 4 * 1024 * 1024
 
@@ -190,13 +190,16 @@ class AppSettings:
 
     @property
     @option
-    def cleanup_batch_size(self) -> int:
+    def cleanup_batch_size(self) -> int | None:
         """``DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"]``: rows deleted per short transaction.
 
-        Not an ``int``: raises :class:`InvalidSetting` (a ``ValueError``), so a cleanup
-        refuses to start rather than guess. Its bounds are the cleanup command's.
+        ``None`` (unset): batches sized to take about 50 ms each. Not an ``int``:
+        raises :class:`InvalidSetting` (a ``ValueError``), so a cleanup refuses
+        to start rather than guess. Its bounds are the cleanup command's.
         """
         value = self._options.get("CLEANUP_BATCH_SIZE", DEFAULT_CLEANUP_BATCH_SIZE)
+        if value is None:
+            return None
         if not _is_int(value):
             raise InvalidSetting(
                 f"{_named('CLEANUP_BATCH_SIZE')} must be a whole number, not {_shown(value)}."

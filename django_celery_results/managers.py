@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -145,8 +146,8 @@ class ResultManager(AliasedManager[M]):
 
         The batching of ``celery_results_cleanup`` and ``backend.cleanup()``.
         """
-        size = batch_size or app_settings.cleanup_batch_size
-        return sum(delete_oldest_first(self.get_all_expired(expires), "date_done", size))
+        sizer = BatchSizer(batch_size or app_settings.cleanup_batch_size)
+        return sum(delete_oldest_first(self.get_all_expired(expires), "date_done", sizer))
 
 
 def outside_transaction(alias: str, write: Callable[[], Any], *, or_after_commit: bool = False) -> Any:
@@ -184,25 +185,51 @@ def outside_transaction(alias: str, write: Callable[[], Any], *, or_after_commit
     return outcome.get("value")
 
 
-def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> Iterator[int]:
-    """Delete ``rows`` oldest first, ``size`` at a time; yield each batch's count after its commit.
+class BatchSizer:
+    """Rows per cleanup batch: a fixed number, or as many as take about :attr:`target` seconds.
+
+    Without a configured size, batches are sized from the last one's rate,
+    so each transaction stays short on any engine and hardware while each
+    commit is spread over as many rows as that allows (docs/cleanup.rst).
+    """
+
+    #: Seconds one batch should take when sized adaptively.
+    target = 0.05
+    first, smallest, largest = 5_000, 500, 200_000
+
+    def __init__(self, fixed: int | None = None) -> None:
+        self.fixed = fixed
+        self.size = fixed or self.first
+
+    def record(self, rows: int, seconds: float) -> None:
+        """Size the next batch from this one's rows and duration (a full batch only)."""
+        if self.fixed or rows < self.size or seconds <= 0:
+            return
+        wanted = int(self.size * self.target / seconds)
+        self.size = max(self.smallest, min(self.largest, self.size * 2, max(self.size // 2, wanted)))
+
+
+def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int | BatchSizer) -> Iterator[int]:
+    """Delete ``rows`` oldest first, a batch at a time; yield each batch's count after its commit.
 
     Each batch is one DELETE in its own short transaction: it takes the keys
-    of the ``size`` oldest rows through the index on ``date_field`` and
-    deletes those that still match (:func:`engines.delete_keys_sql`), so
-    locks stay brief, memory is bounded and nothing travels to the client.
-    A batch smaller than ``size`` was the last. On PostgreSQL the next batch
-    starts its index scan at the newest date deleted, not at the start of the
-    range, where the dead index entries of the batches already deleted stay
-    until vacuum.
+    of the oldest rows through the index on ``date_field`` and deletes those
+    that still match (:func:`engines.delete_keys_sql`), so locks stay brief,
+    memory is bounded and nothing travels to the client. ``size`` is rows per
+    batch, or a :class:`BatchSizer`; a batch smaller than its size was the
+    last. On PostgreSQL the next batch starts its index scan at the newest
+    date deleted, not at the start of the range, where the dead index entries
+    of the batches already deleted stay until vacuum.
     """
+    sizer = size if isinstance(size, BatchSizer) else BatchSizer(size)
     alias = rows.db
     connection = connections[alias]
     model = rows.model
     where, where_params = rows.query.get_compiler(using=alias).compile(rows.query.where)
     oldest: object = None
     while True:
-        keys = next_batch(rows, date_field, size, oldest).annotate(
+        batch = sizer.size
+        keys = next_batch(rows, date_field, batch, oldest).annotate(
             **{engines.BATCH_KEY: engines.batch_key(connection, model._meta.db_table)},
         ).values_list(engines.BATCH_KEY, flat=True)
         keys_sql, keys_params = keys.query.sql_with_params()
@@ -210,6 +237,7 @@ def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> It
             connection, model._meta.db_table, model._meta.pk.column,
             model._meta.get_field(date_field).column, keys_sql, where,
         )
+        started = time.monotonic()
         with transaction.atomic(using=alias), connection.cursor() as cursor:
             for setting in engines.batch_settings_sql(connection):
                 cursor.execute(setting)
@@ -218,9 +246,10 @@ def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int) -> It
                 deleted, newest = cursor.fetchone()
             else:
                 deleted, newest = cursor.rowcount, None
+        sizer.record(int(deleted), time.monotonic() - started)
         if deleted:
             yield int(deleted)
-        if deleted < size:
+        if deleted < batch:
             return
         oldest = newest
 

@@ -31,7 +31,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from django_celery_results import cleanup, managers
-from django_celery_results.conf import DEFAULT_CLEANUP_BATCH_SIZE
 from django_celery_results.management.commands.celery_results_cleanup import (
     Command,
     describe_age,
@@ -676,7 +675,7 @@ def test_verbose_run_says_what_and_where() -> None:
         "Cleaning task results on 'default', group results on 'default', chord counters on 'default': "
         "older than 7 days (--older-than), before "
     )
-    assert f"{DEFAULT_CLEANUP_BATCH_SIZE} rows per batch." in out
+    assert "batches sized to about 50 ms each." in out
 
 
 # -- the default age --------------------------------------------------------------------------------
@@ -1058,11 +1057,13 @@ def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert TaskResult.objects.count() == 40_000
     assert not TaskResult.objects.filter(task_id__startswith="old:").exists()
-    full_batches = 60_000 // DEFAULT_CLEANUP_BATCH_SIZE
-    assert len(deletes(captured)) == full_batches + 1  # the full batches, then one that finds none
+    # Batches sized to about 50 ms each: more than one, each bounded.
+    assert len(deletes(captured)) >= 2
     # Memory stays bounded by the batch: every read of keys is limited to it.
     reads = [q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"]]
-    assert reads and all(re.search(rf"LIMIT {DEFAULT_CLEANUP_BATCH_SIZE}\b", sql) for sql in reads)
+    limits = [int(m.group(1)) for sql in reads for m in [re.search(r"LIMIT (\d+)\b", sql)] if m]
+    assert reads and len(limits) == len(reads)
+    assert all(managers.BatchSizer.smallest <= limit <= managers.BatchSizer.largest for limit in limits)
     with capsys.disabled():
         print(f"\n100k rows on {connection.vendor}: insert {inserted - started:.1f} s, "
               f"dry run {counted - inserted:.1f} s, delete {deleted - counted:.1f} s")
@@ -1081,3 +1082,31 @@ def test_counters_of_chords_still_waiting_outlive_the_cutoff() -> None:
     with override_settings(DJANGO_CELERY_RESULTS={"WAITING_CHORD_EXPIRES": 2 * 24 * 3600}):
         run("--older-than=1d")
     assert remaining()["counters"] == set()
+
+
+# -- batch sizes ------------------------------------------------------------------------------------
+
+
+@given(st.lists(st.tuples(st.floats(min_value=1e-4, max_value=5.0), st.booleans()), max_size=40))
+def test_adaptive_batches_stay_bounded_and_move_toward_50_ms(batches: list[tuple[float, bool]]) -> None:
+    """Each batch is sized from the last full one: within bounds, at most halved or doubled."""
+    sizer = managers.BatchSizer()
+    for seconds, full in batches:
+        before = sizer.size
+        sizer.record(before if full else before - 1, seconds)
+        if not full:
+            assert sizer.size == before  # the last, short batch says nothing of the rate
+            continue
+        assert managers.BatchSizer.smallest <= sizer.size <= managers.BatchSizer.largest
+        assert before // 2 <= sizer.size <= before * 2 or sizer.size == managers.BatchSizer.smallest
+        if seconds > sizer.target:
+            assert sizer.size <= before
+        else:
+            assert sizer.size >= before or sizer.size == managers.BatchSizer.largest
+
+
+@given(st.integers(min_value=1, max_value=1_000_000), st.floats(min_value=1e-4, max_value=5.0))
+def test_a_configured_batch_size_never_changes(size: int, seconds: float) -> None:
+    sizer = managers.BatchSizer(size)
+    sizer.record(size, seconds)
+    assert sizer.size == size

@@ -122,6 +122,11 @@ def plural(count: float, noun: str) -> str:
     return f"{amount} {noun}" if count == 1 else f"{amount} {noun}s"
 
 
+def describe_batches(size: int | None) -> str:
+    """How the cleanup batches its deletes, for the verbose header."""
+    return "batches sized to about 50 ms each" if size is None else f"{size} rows per batch"
+
+
 def describe_age(age: timedelta) -> str:
     """``7 days``, ``1 day 12 hours``, ``1 minute 30 seconds``."""
     rest = age.total_seconds()
@@ -308,7 +313,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size", type=int, metavar="N",
             help="Rows deleted per transaction, from 1 to 1,000,000. Default: "
-            "DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE'] (10,000 when unset).",
+            "DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE']; when unset, each batch is sized to "
+            "take about 50 ms.",
         )
         parser.add_argument(
             "--dry-run", action="store_true",
@@ -362,7 +368,7 @@ class Command(BaseCommand):
             where = ", ".join(f"{kind} on '{cleanup.alias(kind)}'" for kind in cleanup.kinds)
             self.stdout.write(
                 f"Cleaning {where}: older than {describe_age(age)} ({origin}), before "
-                f"{before.isoformat()}, {cleanup.batch_size} rows per batch."
+                f"{before.isoformat()}, {describe_batches(cleanup.batch_size)}."
             )
         started = time.monotonic()
         if options["dry_run"]:
@@ -399,7 +405,7 @@ class Command(BaseCommand):
             )
         return maybe_timedelta(expires), f"result_expires of the Celery app {current_app.main!r}"
 
-    def batch_size(self, value: int | str | None) -> int:
+    def batch_size(self, value: int | str | None) -> int | None:
         """``--batch-size``, else the setting, within :data:`BATCH_SIZES`; checked before any query.
 
         Past the bound the driver fails mid-run (a ``LIMIT`` beyond 64 bits), and a
@@ -410,6 +416,8 @@ class Command(BaseCommand):
             if value is None:
                 source = BATCH_SIZE_SETTING
                 value = app_settings.cleanup_batch_size
+                if value is None:
+                    return None  # unset: each batch sized to take about 50 ms
             size = int(value)
         except (TypeError, ValueError):
             size = 0
