@@ -272,9 +272,8 @@ class DatabaseBackend(BaseDictBackend):
         announce it); elsewhere the row is polled, fast at first, then backing
         off to ``interval``.
         """
-        self._ensure_not_eager()
         deadline = None if timeout is None else time.monotonic() + timeout
-        meta = self.get_task_meta(task_id)
+        meta = self.get_task_meta(task_id)  # checks the app is not eager, as Celery's wait_for does
         if meta["status"] in states.READY_STATES:
             return meta
         # Notifications are sent where results are written; a hot standby
