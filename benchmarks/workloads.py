@@ -174,7 +174,7 @@ class _Recorder:
 def latency(
     app: Celery, engine: str, samples: int, backend_url: str | None = None, late: float = 3.0,
 ) -> dict[str, Any]:
-    """From ``store_result`` in a writer process to ``AsyncResult(id).get()`` returning here.
+    """From the writer's commit (its ``store_result`` returning) to ``AsyncResult(id).get()`` returning here.
 
     The writer (``children.latency_writer``, the same backend: ``backend_url``
     or ``django-db``) stores each SUCCESS 10-250 ms after this process started
@@ -190,7 +190,7 @@ def latency(
     try:
         if not pipe.poll(300) or pipe.recv() != "ready":
             raise RuntimeError("the latency writer did not start")
-        latencies, stores = [], []
+        latencies, from_store, stores = [], [], []
         for i, delay in enumerate(delays):
             task_id = new_id()
             result = app.AsyncResult(task_id)
@@ -198,7 +198,8 @@ def latency(
             result.get(timeout=60)
             returned = time.monotonic()
             t0, t1 = pipe.recv()
-            latencies.append(returned - t0)
+            latencies.append(returned - t1)
+            from_store.append(returned - t0)
             stores.append(t1 - t0)
         recorder = _Recorder()
         task_id = new_id()
@@ -216,6 +217,8 @@ def latency(
     return {
         "p50_ms": ms(percentile(latencies, 0.5)),
         "p99_ms": ms(percentile(latencies, 0.99)),
+        "p50_from_store_ms": ms(percentile(from_store, 0.5)),
+        "p99_from_store_ms": ms(percentile(from_store, 0.99)),
         "store_ms_median": ms(statistics.median(stores)),
         "samples": samples,
         "wait_qps": wait_qps,
