@@ -208,7 +208,8 @@ class Worker:
 
     directory: Path
     backend: str = "django-db"
-    pool: str = "prefork"
+    #: ``--pool``; ``None`` leaves the choice to the app's configuration (``worker_pool``).
+    pool: str | None = "prefork"
     concurrency: int = 2
     process: subprocess.Popen[bytes] | None = None
     #: The broker both processes use (``redis://...``, ``amqp://...``).
@@ -219,6 +220,12 @@ class Worker:
     queues: tuple[str, ...] = ()
     #: The worker's ``--hostname``; a unique ``dcr-test-<hex>@%h`` when empty.
     hostname: str = ""
+    #: Entries replacing the test database's in the worker (``CONN_MAX_AGE``, ``OPTIONS``...).
+    database: dict[str, Any] = field(default_factory=dict)
+    #: The module ``celery -A`` loads the worker's app from.
+    app_module: str = "tests.workers"
+    #: The worker's ``DJANGO_SETTINGS_MODULE``.
+    settings_module: str = "tests.worker_settings"
 
     def __post_init__(self) -> None:
         self.hostname = self.hostname or f"dcr-test-{uuid.uuid4().hex[:8]}@%h"
@@ -242,10 +249,10 @@ class Worker:
         in_memory = not name or ":memory:" in name or "mode=memory" in name
         if settings_dict["ENGINE"].endswith("sqlite3") and in_memory:
             raise RuntimeError("a worker cannot share an in-memory SQLite database; use a file TEST NAME")
-        database = {key: settings_dict.get(key) for key in DATABASE_KEYS}
+        database = {**{key: settings_dict.get(key) for key in DATABASE_KEYS}, **self.database}
         env = dict(os.environ)
         env.update({
-            "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
             ENV_BROKER_DIR: str(self.broker_dir),
             ENV_BACKEND: self.backend,
             ENV_DATABASE: json.dumps(database, default=str),
@@ -258,11 +265,12 @@ class Worker:
 
     def start(self, timeout: float = 60) -> None:
         command = [
-            sys.executable, "-m", "celery", "-A", "tests.workers", "worker",
-            "--pool", self.pool, "--concurrency", str(self.concurrency),
+            sys.executable, "-m", "celery", "-A", self.app_module, "worker", "--concurrency", str(self.concurrency),
             "--loglevel", os.environ.get(ENV_LOGLEVEL, "INFO"), "--hostname", self.hostname,
             "--without-mingle", "--without-gossip",
         ]
+        if self.pool is not None:
+            command += ["--pool", self.pool]
         if self.queues:
             command += ["--queues", ",".join(self.queues)]
         with self.log_path.open("wb") as log:

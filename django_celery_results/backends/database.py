@@ -36,11 +36,29 @@ CELERY_CALLS_RETRY_HOOK = hasattr(Backend, "on_backend_retryable_error")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resets_broken_connections(method: F) -> F:
-    """On a transient error, reset the routed connections before Celery retries (Celery < 5.7)."""
+def reconnects_when_lost(method: F) -> F:
+    """Run ``method`` once more on a new connection when the session was lost; reset it for Celery's retry.
+
+    A worker keeps its connection between tasks (``CONN_MAX_AGE``), and the
+    worker's main process stores revokes, time limits and lost workers outside
+    any task hook that would refresh it: when the server has closed the idle
+    session meanwhile, the state is still stored, with or without
+    ``result_backend_always_retry``. Other transient errors go to Celery's
+    retry; Celery < 5.7 calls no hook before it, so the backend resets the
+    connections itself.
+    """
 
     @wraps(method)
     def call(self: DatabaseBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not (engines.is_lost_connection(exc) and self._reconnectable()):
+                if not CELERY_CALLS_RETRY_HOOK and engines.is_transient_error(exc):
+                    self.on_backend_retryable_error(exc)
+                raise
+            logger.info("Database connection lost (%s); storing again on a new connection", exc)
+            self.on_backend_retryable_error(exc)
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
@@ -139,13 +157,24 @@ class DatabaseBackend(BaseDictBackend):
         """True for transient database errors (lost connection, deadlock...); no side effect."""
         return engines.is_transient_error(exc)
 
+    def _result_aliases(self) -> set[str]:
+        """The aliases the routers give results, for reads and writes."""
+        return {
+            alias
+            for model in (self.TaskModel, self.GroupModel, self.ChordCounterModel)
+            for alias in (router.db_for_write(model), router.db_for_read(model))
+        }
+
     def on_backend_retryable_error(self, exc: BaseException) -> None:
         """Before a retry, drop the broken connections of the aliases results use."""
-        for model in (self.TaskModel, self.GroupModel, self.ChordCounterModel):
-            for alias in {router.db_for_write(model), router.db_for_read(model)}:
-                connection = connections[alias]
-                if not connection.in_atomic_block:
-                    connection.close()
+        for alias in self._result_aliases():
+            connection = connections[alias]
+            if not connection.in_atomic_block:
+                connection.close()
+
+    def _reconnectable(self) -> bool:
+        """No result alias is inside a transaction: a lost session can be replaced without losing one."""
+        return not any(connections[alias].in_atomic_block for alias in self._result_aliases())
 
     def current_task_children(self, request: Any = None) -> list[Any] | None:
         """The running task's children, as Celery stores them; results only (a mock's are ignored)."""
@@ -168,7 +197,7 @@ class DatabaseBackend(BaseDictBackend):
 
     # -- tasks ----------------------------------------------------------------
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _store_result(
         self,
         task_id: str,
@@ -229,7 +258,7 @@ class DatabaseBackend(BaseDictBackend):
         with self._unstorable_id_logged(task_id):
             self.TaskModel._default_manager.insert_if_absent(values)
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
         # An id that can never be stored raises here (check_id): a caller waiting on it would wait forever.
         row = self.TaskModel._default_manager.meta_row(task_id)
@@ -349,13 +378,13 @@ class DatabaseBackend(BaseDictBackend):
             task_id=check_id(self.TaskModel, "task_id", task_id),
         ).exists()
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _forget(self, task_id: str) -> None:
         self.TaskModel._default_manager.delete_task(task_id)
 
     # -- groups ---------------------------------------------------------------
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
         content_type, content_encoding, text = self.encode_content(result.as_tuple())
         self.GroupModel._default_manager.store_group_result(
@@ -363,7 +392,7 @@ class DatabaseBackend(BaseDictBackend):
         )
         return result
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _restore_group(self, group_id: str) -> dict[str, Any] | None:
         group = self.GroupModel._default_manager.get_group(group_id)
         if group is None:
@@ -375,7 +404,7 @@ class DatabaseBackend(BaseDictBackend):
             "date_done": group.date_done,
         }
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _delete_group(self, group_id: str) -> None:
         self.GroupModel._default_manager.delete_group(group_id)
 
