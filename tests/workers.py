@@ -149,6 +149,7 @@ class Tasks:
         self.sleep = app.tasks["tests.workers.sleep"]
         self.flaky = app.tasks["tests.workers.flaky"]
         self.text = app.tasks["tests.workers.text"]
+        self.session = app.tasks["tests.workers.session"]
 
 
 def register_tasks(app: Celery) -> None:
@@ -181,6 +182,28 @@ def register_tasks(app: Celery) -> None:
         if self.request.retries < failures:
             raise self.retry(exc=ConnectionError(f"attempt {self.request.retries + 1}"), countdown=0)
         return int(self.request.retries)
+
+    @app.task(name="tests.workers.session", shared=False)
+    def session(hold: float) -> dict[str, Any]:
+        """The database session the task uses, held ``hold`` seconds: when it ran, and which session.
+
+        The session is the server's id for it (the process and connection on SQLite).
+        """
+        from django.db import connection
+
+        started = time.time()
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_backend_pid()")
+                name = str(cursor.fetchone()[0])
+            elif connection.vendor == "mysql":
+                cursor.execute("SELECT CONNECTION_ID()")
+                name = str(cursor.fetchone()[0])
+            else:
+                cursor.execute("SELECT 1")
+                name = f"{os.getpid()}:{id(connection.connection)}"
+            time.sleep(hold)
+        return {"session": name, "started": started, "ended": time.time()}
 
     @app.task(name="tests.workers.text", shared=False)
     def text(piece: str, times: int) -> str:
@@ -265,7 +288,8 @@ class Worker:
 
     def start(self, timeout: float = 60) -> None:
         command = [
-            sys.executable, "-m", "celery", "-A", self.app_module, "worker", "--concurrency", str(self.concurrency),
+            sys.executable, "-m", "celery", "-A", self.app_module, "worker",
+            "--concurrency", str(self.concurrency),
             "--loglevel", os.environ.get(ENV_LOGLEVEL, "INFO"), "--hostname", self.hostname,
             "--without-mingle", "--without-gossip",
         ]

@@ -52,11 +52,11 @@ def other_sessions(alias: str = "default") -> list[Any]:
         return [session for (session,) in cursor.fetchall()]
 
 
-def sessions_after(expected: int, alias: str = "default", timeout: float = 10) -> list[Any]:
-    """The other sessions, once there are ``expected`` of them (a closed session takes a moment to go)."""
+def sessions_left(before: set[Any], alias: str = "default", timeout: float = 10) -> set[Any]:
+    """Sessions opened since ``before`` was taken that are still open (a closed one takes a moment to go)."""
     deadline = time.monotonic() + timeout
-    found = other_sessions(alias)
-    while len(found) != expected and time.monotonic() < deadline:
+    left = set(other_sessions(alias)) - before
+    while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        found = other_sessions(alias)
-    return found
+        left = set(other_sessions(alias)) - before
+    return left
