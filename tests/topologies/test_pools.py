@@ -115,3 +115,14 @@ def test_stopping_the_worker_leaves_no_session_open(worker: Worker) -> None:
     assert worker.remaining_processes() == []
     left = sessions_left(worker.sessions_before)  # type: ignore[attr-defined]
     assert not left, f"sessions left open by the {worker.pool} worker: {left}"
+
+
+@pytest.mark.engine("sqlite")  # the pool comes from the settings whatever the engine: one run shows it
+def test_the_pool_named_in_django_settings_is_used(tmp_path: Any, django_db_setup: Any) -> None:
+    """``CELERY_WORKER_POOL = "threads"`` (read through ``config_from_object(..., namespace="CELERY")``)."""
+    with running_worker(tmp_path, pool=None, concurrency=2, app_module="tests.topologies.django_app",
+                        settings_module="tests.topologies.pool_settings") as worker:
+        result = worker.tasks.add.delay(20, 22)
+        row = row_in(result.id, states.SUCCESS)
+        assert ".> concurrency: 2 (thread)" in worker.log()
+        assert (json.loads(row.result), row.task_name) == (42, "tests.workers.add")
