@@ -36,7 +36,10 @@ from tests.test_backend import (  # the contract, again through the pooler
     test_groups_save_restore_delete,
 )
 from tests.test_chord_parts import test_processes_finishing_awkward_parts_with_duplicates_fire_once
-from tests.test_cleanup_command import test_deletes_exactly_the_expired_rows, test_dry_run_counts_and_changes_nothing
+from tests.test_cleanup_command import (
+    test_deletes_exactly_the_expired_rows,
+    test_dry_run_counts_and_changes_nothing,
+)
 from tests.test_races import test_interleaved_state_writes_end_in_the_highest_precedence_state
 from tests.topologies.observe import row_in
 from tests.topologies.servers import PgBouncer, pgbouncer
@@ -67,7 +70,8 @@ def bouncer(django_db_setup: Any, django_db_blocker: Any) -> Iterator[PgBouncer]
     """PgBouncer in front of the test server; ``default`` goes through it for the whole module."""
     entry = connections["default"].settings_dict  # the very dict of settings.DATABASES
     saved = {key: entry.get(key) for key in ("HOST", "PORT", "DISABLE_SERVER_SIDE_CURSORS")}
-    with pgbouncer(upstream_port=int(entry["PORT"] or 5432), upstream_host=entry["HOST"] or "127.0.0.1") as started:
+    upstream = {"upstream_port": int(entry["PORT"] or 5432), "upstream_host": entry["HOST"] or "127.0.0.1"}
+    with pgbouncer(**upstream) as started:
         with django_db_blocker.unblock():
             connections["default"].close()
             notify._close_all()
