@@ -70,8 +70,8 @@ def bouncer(django_db_setup: Any, django_db_blocker: Any) -> Iterator[PgBouncer]
     """PgBouncer in front of the test server; ``default`` goes through it for the whole module."""
     entry = connections["default"].settings_dict  # the very dict of settings.DATABASES
     saved = {key: entry.get(key) for key in ("HOST", "PORT", "DISABLE_SERVER_SIDE_CURSORS")}
-    upstream = {"upstream_port": int(entry["PORT"] or 5432), "upstream_host": entry["HOST"] or "127.0.0.1"}
-    with pgbouncer(**upstream) as started:
+    port, host = int(entry["PORT"] or 5432), str(entry["HOST"] or "127.0.0.1")
+    with pgbouncer(upstream_port=port, upstream_host=host) as started:
         with django_db_blocker.unblock():
             connections["default"].close()
             notify._close_all()
