@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -67,6 +68,20 @@ def reconnects_when_lost(method: F) -> F:
             raise
 
     return call  # type: ignore[return-value]
+
+#: True while reads must see the primary's latest writes (a chord's join): they go to the write alias.
+_reading_own_writes: ContextVar[bool] = ContextVar("dcr_reading_own_writes", default=False)
+
+
+@contextmanager
+def reading_own_writes() -> Iterator[None]:
+    """Route this context's result reads to the write alias: a lagging replica may not have them yet."""
+    token = _reading_own_writes.set(True)
+    try:
+        yield
+    finally:
+        _reading_own_writes.reset(token)
+
 
 #: Longest pause within the first second of a wait: a result stored then is seen within ~50 ms.
 FIRST_SECOND_CAP = 0.05
@@ -258,10 +273,21 @@ class DatabaseBackend(BaseDictBackend):
         with self._unstorable_id_logged(task_id):
             self.TaskModel._default_manager.insert_if_absent(values)
 
+    def _task_reader(self, fresh: bool = False) -> Any:
+        """The task manager reads go through: the read alias's, or the write alias's when ``fresh``.
+
+        Fresh reads follow a notification (sent by the primary on commit) and a
+        chord's join (:func:`reading_own_writes`): a replica may lag behind both.
+        """
+        manager = self.TaskModel._default_manager
+        if fresh or _reading_own_writes.get():
+            return manager.db_manager(router.db_for_write(self.TaskModel))
+        return manager
+
     @reconnects_when_lost
-    def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+    def _get_task_meta_for(self, task_id: str, fresh: bool = False) -> dict[str, Any]:
         # An id that can never be stored raises here (check_id): a caller waiting on it would wait forever.
-        row = self.TaskModel._default_manager.meta_row(task_id)
+        row = self._task_reader(fresh).meta_row(task_id)
         if row is None:
             return self.meta_from_decoded({
                 "task_id": task_id, "status": states.PENDING, "result": None,
@@ -269,10 +295,10 @@ class DatabaseBackend(BaseDictBackend):
             })
         return self.meta_from_decoded(codec.task_meta(self.codec, row))
 
-    def _ready_metas(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
+    def _ready_metas(self, task_ids: Iterable[str], fresh: bool = False) -> list[dict[str, Any]]:
         """Meta of those of ``task_ids`` in a ready state: one query per :attr:`ids_per_query` ids."""
         ids = list(task_ids)
-        manager = self.TaskModel._default_manager
+        manager = self._task_reader(fresh)
         found: list[dict[str, Any]] = []
         for start in range(0, len(ids), self.ids_per_query):
             rows = manager.ready_meta_rows(ids[start:start + self.ids_per_query])
@@ -307,8 +333,12 @@ class DatabaseBackend(BaseDictBackend):
             # either read or announced (the shared listener wakes us).
             pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
                 self.first_poll_interval, interval)
+            # Read where results are written first (one stored before the listener
+            # was registered is not announced), then after each announcement; a
+            # replica routed reads may lag behind both.
+            woken = listener is not None
             for pause in pauses:
-                meta = self.get_task_meta(task_id)
+                meta = self._get_task_meta_for(task_id, fresh=True) if woken else self.get_task_meta(task_id)
                 if meta["status"] in states.READY_STATES:
                     return meta
                 if on_interval:
@@ -317,7 +347,7 @@ class DatabaseBackend(BaseDictBackend):
                 if listener is None:
                     time.sleep(pause)
                 else:
-                    listener.wait(pause)
+                    woken = listener.wait(pause)
         raise AssertionError("unreachable")  # pragma: no cover - poll_pauses never ends
 
     def get_many(
@@ -352,10 +382,11 @@ class DatabaseBackend(BaseDictBackend):
         """The polls of :meth:`get_many`: woken early by notifications of ``pending`` ids on PostgreSQL."""
         pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
             self.first_poll_interval, interval)
+        woken = listener is not None  # as in wait_for(): fresh first, then after each announcement
         for iteration, pause in enumerate(pauses, 1):
             if not pending:
                 return
-            for meta in self._ready_metas(pending):
+            for meta in self._ready_metas(pending, fresh=woken):
                 task_id = meta["task_id"]
                 pending.discard(task_id)
                 if meta["status"] == states.SUCCESS:
@@ -370,7 +401,7 @@ class DatabaseBackend(BaseDictBackend):
             if listener is None:
                 time.sleep(_within(deadline, pause))
             else:
-                listener.wait(_within(deadline, pause))
+                woken = listener.wait(_within(deadline, pause))
 
     def task_result_exists(self, task_id: str) -> bool:
         """True when a row exists for ``task_id`` (even a PENDING one)."""
@@ -394,7 +425,12 @@ class DatabaseBackend(BaseDictBackend):
 
     @reconnects_when_lost
     def _restore_group(self, group_id: str) -> dict[str, Any] | None:
-        group = self.GroupModel._default_manager.get_group(group_id)
+        groups = self.GroupModel._default_manager
+        group = groups.get_group(group_id)
+        write_alias = router.db_for_write(self.GroupModel)
+        if group is None and groups.db != write_alias:
+            # Saved a moment ago, perhaps: a lagging replica does not have it yet.
+            group = groups.db_manager(write_alias).get_group(group_id)
         if group is None:
             return None
         stored = self.decode_content(group, group.result)
@@ -474,7 +510,7 @@ def fire_callback(app: Any, callback: Any, header: GroupResult) -> None:
     """
     join = header.join_native if header.supports_native_join else header.join
     try:
-        with allow_join_result():
+        with allow_join_result(), reading_own_writes():
             values = join(timeout=app.conf.result_chord_join_timeout, propagate=True)
     except Exception as exc:
         culprit = next((r for r in header.results if r.state in states.PROPAGATE_STATES), None)
