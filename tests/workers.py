@@ -150,6 +150,7 @@ class Tasks:
         self.flaky = app.tasks["tests.workers.flaky"]
         self.text = app.tasks["tests.workers.text"]
         self.session = app.tasks["tests.workers.session"]
+        self.die = app.tasks["tests.workers.die"]
 
 
 def register_tasks(app: Celery) -> None:
@@ -182,6 +183,11 @@ def register_tasks(app: Celery) -> None:
         if self.request.retries < failures:
             raise self.retry(exc=ConnectionError(f"attempt {self.request.retries + 1}"), countdown=0)
         return int(self.request.retries)
+
+    @app.task(name="tests.workers.die", shared=False)
+    def die() -> None:
+        """SIGKILL the process running the task, as the OOM killer would (a prefork pool process)."""
+        os.kill(os.getpid(), signal.SIGKILL)
 
     @app.task(name="tests.workers.session", shared=False)
     def session(hold: float) -> dict[str, Any]:

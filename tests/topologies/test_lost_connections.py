@@ -18,8 +18,6 @@ SQLite has no server to end a session: these tests run on PostgreSQL and MySQL.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -124,13 +122,8 @@ def hard_time_limit(worker: Worker) -> Any:
 
 
 def worker_lost(worker: Worker) -> Any:
-    """The pool process running a task is killed (SIGKILL): FAILURE, WorkerLostError."""
-    from tests.disposable import _children
-
-    assert worker.process is not None
-    result = running(worker)
-    for child in _children(worker.process.pid):
-        os.kill(child, signal.SIGKILL)
+    """The pool process running a task is killed (SIGKILL, by the task itself): FAILURE, WorkerLostError."""
+    result = worker.tasks.die.delay()
     row = row_in(result.id, states.FAILURE)
     assert "WorkerLostError" in row.result
     return row
