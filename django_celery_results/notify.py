@@ -144,7 +144,8 @@ class Dispatcher:
                     self.raw = self._open()
                     if not self.settled.is_set():
                         if not self._hears_probe(self.raw):
-                            self._go_deaf()
+                            if not self.stopped.is_set():  # stopped while probing proves nothing
+                                self._go_deaf()
                             break
                         self.settled.set()
                     if self.listening.is_set():
