@@ -389,6 +389,18 @@ def _fields_needing_prep(model: Any) -> dict[str, Any]:
 # -- Configuration traps (used by the system checks) -------------------------
 
 
+def is_hot_standby(connection: BaseDatabaseWrapper) -> bool:
+    """True when the alias reaches a PostgreSQL standby (in recovery): it lags, and refuses writes.
+
+    Other engines have no such state to ask; a MySQL replica is recognised by nothing reliable.
+    """
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery()")
+        return bool(cursor.fetchone()[0])
+
+
 def snapshot_isolation_level(connection: BaseDatabaseWrapper) -> str | None:
     """The isolation level, when a transaction on ``connection`` reads from one snapshot.
 

@@ -181,3 +181,16 @@ def test_writes_cleanup_and_forget_go_to_the_primary(celery_app_factory: Any) ->
     backend.forget("forgotten")
 
     assert sorted(on_primary(TaskResult).values_list("task_id", flat=True)) == ["kept"]
+
+
+def test_w008_when_results_are_written_to_the_standby() -> None:
+    from django_celery_results.checks import check_results_databases
+
+    def w008(router: ResultsRouter) -> list[str]:
+        with override_settings(DATABASE_ROUTERS=[router]):
+            issues = check_results_databases(databases=["default", "replica"])
+        return [issue.obj for issue in issues if issue.id == "django_celery_results.W008"]
+
+    assert w008(ResultsRouter(read="replica", write="default")) == []  # this module's router: fine
+    assert w008(ResultsRouter(read="replica", write="default", counters="replica")) == ["replica"]
+    assert w008(ResultsRouter(read="replica", write="replica")) == ["replica"]
