@@ -52,8 +52,12 @@ def servers(django_db_setup: Any, django_db_blocker: Any) -> Iterator[tuple[Prim
         default.update({"HOST": "127.0.0.1", "PORT": str(primary.port), "NAME": DATABASE, "USER": "postgres"})
         replica_wrapper.close()
         # A mirror, as in the test settings: Django never flushes it (a standby refuses writes).
-        replica_wrapper.settings_dict = {**default, "PORT": str(replica.port),
-                                         "TEST": {**default.get("TEST", {}), "MIRROR": "default"}}
+        replica_wrapper.settings_dict = {
+            **default, "PORT": str(replica.port),
+            "TEST": {**default.get("TEST", {}), "MIRROR": "default"},
+            # A read stuck behind a lock held by paused replay fails the test instead of hanging it.
+            "OPTIONS": {**default.get("OPTIONS", {}), "options": "-c statement_timeout=20000"},
+        }
         try:
             call_command("migrate", database="default", verbosity=0)
             replica.wait_for_replay()
@@ -77,6 +81,9 @@ def routed(servers: Any) -> Iterator[None]:
 def lagging(servers: tuple[Primary, Replica]) -> Iterator[Replica]:
     """The replica stops replaying for the test: nothing written meanwhile is visible there."""
     replica = servers[1]
+    # Caught up first: replay paused inside the previous test's flush (TRUNCATE) would keep
+    # its lock on the standby, and this test's reads there would wait for it forever.
+    replica.wait_for_replay()
     replica.pause_replay()
     try:
         yield replica
