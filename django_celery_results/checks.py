@@ -89,6 +89,30 @@ def isolation_issues(alias: str) -> list[CheckMessage]:
     ]
 
 
+# -- W008: writes routed to a standby ----------------------------------------------
+
+
+def standby_issues(alias: str) -> list[CheckMessage]:
+    """W008 when an alias results are written to is a hot standby.
+
+    Reads that must see the latest writes (chord counters, a woken ``get()``) go
+    to the write alias, so only writes must never be routed to a standby.
+    """
+    if not engines.is_hot_standby(connections[alias]):
+        return []
+    return [
+        CheckWarning(
+            f"Database {alias!r} is a hot standby (a read replica), and the routers send Celery "
+            "results' writes to it: every store fails there (read-only), and chords never complete.",
+            hint="Route the django_celery_results models' writes to the primary; their reads may "
+                 "go to the replica. "
+                 + see("deployments", "Read replicas and routers"),
+            obj=alias,
+            id=f"{APP_LABEL}.W008",
+        )
+    ]
+
+
 # -- W002: index keys too long --------------------------------------------------
 
 
@@ -273,7 +297,7 @@ def check_results_databases(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    """W001 to W004 for each requested alias the results use.
+    """W001 to W004 and W008 for each requested alias the results use.
 
     A server that cannot be reached yields an info (I001), not an error:
     the check cannot tell, and ``migrate`` will say it soon enough.
@@ -285,9 +309,11 @@ def check_results_databases(
     reads, writes, tables = read_aliases(), write_aliases(), table_aliases(databases)
     issues: list[CheckMessage] = []
     for alias in databases:
-        if alias not in reads and alias not in tables:
+        if alias not in reads and alias not in tables and alias not in writes:
             continue
         try:
+            if alias in writes:
+                issues.extend(standby_issues(alias))
             if alias in reads:
                 issues.extend(isolation_issues(alias))
             if alias in tables:

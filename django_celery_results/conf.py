@@ -184,6 +184,24 @@ class AppSettings:
         return self._flag("PENDING_ON_PUBLISH")
 
     @property
+    @option
+    def listen_database(self) -> str | None:
+        """``DJANGO_CELERY_RESULTS["LISTEN_DATABASE"]``: the alias waiting ``get()`` calls LISTEN on.
+
+        For sites whose result alias goes through a pooler in transaction mode,
+        where LISTEN cannot work: an alias of the same PostgreSQL database
+        reached directly. ``None`` (the default) listens on the result alias,
+        and falls back to polling when notifications do not come through.
+        """
+        value = self._options.get("LISTEN_DATABASE")
+        if value is None:
+            return None
+        if isinstance(value, str) and value in settings.DATABASES:
+            return value
+        return self._fallback(f"{_named('LISTEN_DATABASE')} must name an alias of DATABASES, not "
+                              f"{_shown(value)}; waits listen on the result alias.", None)
+
+    @property
     def id_first_urls(self) -> bool:
         """``DJANGO_CELERY_RESULTS_ID_FIRST_URLS``: also serve the deprecated ``<id>/done/`` URLs."""
         return bool(getattr(settings, "DJANGO_CELERY_RESULTS_ID_FIRST_URLS", True))

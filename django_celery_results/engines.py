@@ -298,13 +298,19 @@ def isolation_level(connection: BaseDatabaseWrapper) -> str | None:
 
 # -- Transient errors -------------------------------------------------------
 
-#: SQLSTATEs worth retrying on PostgreSQL: serialization failure, deadlock,
-#: admin/crash shutdown, cannot connect now; class 08 is "connection exception".
-_PG_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+#: SQLSTATEs of a session the PostgreSQL server ended: terminated or shut down
+#: by an administrator, crash shutdown, idle session timeout (PostgreSQL >= 14).
+_PG_SESSION_ENDED_SQLSTATES = frozenset({"57P01", "57P02", "57P05"})
+#: SQLSTATEs worth retrying on PostgreSQL: serialization failure, deadlock, an
+#: ended session, cannot connect now; class 08 is "connection exception".
+_PG_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P03", *_PG_SESSION_ENDED_SQLSTATES})
 #: MySQL/MariaDB client and server error codes worth retrying: server gone away,
 #: lost connection, cannot connect, deadlock, lock wait timeout, server
 #: shutdown, connection killed, disconnected by the server.
 _MYSQL_TRANSIENT_CODES = frozenset({2002, 2003, 2006, 2013, 2055, 1205, 1213, 1053, 1927, 4031})
+#: Of those, the ones saying the session is gone: server gone away, lost
+#: connection, lost during a read, connection killed, idle session closed.
+_MYSQL_LOST_CONNECTION_CODES = frozenset({2006, 2013, 2055, 1927, 4031})
 
 
 def error_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -336,6 +342,33 @@ def _is_transient_one(exc: BaseException) -> bool:
         message = str(exc).lower()
         return name == "OperationalError" and ("locked" in message or "busy" in message)
     return False
+
+
+def _is_lost_connection_one(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    name = type(exc).__name__
+    if module.startswith(("psycopg", "psycopg2")):
+        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if code:
+            # Connection exceptions, and the session ended by the server (terminated, shut down).
+            return code.startswith("08") or code in _PG_SESSION_ENDED_SQLSTATES
+        return name in ("OperationalError", "InterfaceError")
+    if module.startswith("MySQLdb"):
+        if name == "InterfaceError":
+            return True
+        code = next(iter(getattr(exc, "args", ())), None)
+        return isinstance(code, int) and code in _MYSQL_LOST_CONNECTION_CODES
+    return False
+
+
+def is_lost_connection(exc: BaseException) -> bool:
+    """True when ``exc`` says the session is gone (killed, timed out, server restarted).
+
+    The backend's writes are idempotent (upserts, deletes by key, chord parts
+    counted once), so running one again on a new connection is safe whether or
+    not the lost session applied it. SQLite has no session to lose.
+    """
+    return any(_is_lost_connection_one(e) for e in error_chain(exc))
 
 
 def is_transient_error(exc: BaseException) -> bool:
@@ -371,6 +404,18 @@ def _fields_needing_prep(model: Any) -> dict[str, Any]:
 
 
 # -- Configuration traps (used by the system checks) -------------------------
+
+
+def is_hot_standby(connection: BaseDatabaseWrapper) -> bool:
+    """True when the alias reaches a PostgreSQL standby (in recovery): it lags, and refuses writes.
+
+    Other engines have no such state to ask; a MySQL replica is recognised by nothing reliable.
+    """
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery()")
+        return bool(cursor.fetchone()[0])
 
 
 def snapshot_isolation_level(connection: BaseDatabaseWrapper) -> str | None:

@@ -8,22 +8,36 @@ waiters, so 50 waiting threads hold one listening connection, not 50.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import select
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from django.db import connections
 
+from .conf import app_settings
 from .engines import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
 
 #: application_name of the listening connection (psycopg only), to find it in pg_stat_activity.
 APPLICATION_NAME = "dcr-listener"
 
 #: Pause before reopening a lost listening connection; waiters poll meanwhile.
 REOPEN_PAUSE = 0.5
+
+#: How long a new listener waits for its own probe notification (it comes within
+#: milliseconds when LISTEN works); without it the alias's waits poll instead.
+PROBE_TIMEOUT = 1.0
+
+#: Aliases whose notifications do not reach a listener (a pooler in transaction
+#: mode between us and the server): their waits poll, in this process, from then on.
+_deaf_aliases: set[str] = set()
 
 
 class Waiter:
@@ -52,6 +66,8 @@ class Dispatcher:
         self.raw: Any = None
         self.stopped = threading.Event()
         self.listening = threading.Event()
+        #: Set once the listener heard its probe, or found it never would (then the thread ends).
+        self.settled = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"dcr-listener-{alias}", daemon=True)
         self.thread.start()
 
@@ -79,6 +95,30 @@ class Dispatcher:
             cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return raw
 
+    def _hears_probe(self, raw: Any) -> bool:
+        """Whether a notification sent from another connection reaches ``raw``.
+
+        Behind a pooler in transaction mode (PgBouncer) the LISTEN stays on a
+        server connection that is handed to other clients: nothing reaches us.
+        """
+        wrapper = connections[self.alias]
+        probe = f"dcr-probe-{uuid.uuid4().hex}"
+        sender = wrapper.get_new_connection(wrapper.get_connection_params())
+        try:
+            sender.autocommit = True
+            with sender.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, probe])
+        finally:
+            sender.close()
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0 and not self.stopped.is_set():
+            payloads = self._read(raw, left)
+            if probe in payloads:
+                self._wake(payloads)
+                return True
+            self._wake(payloads)
+        return False
+
     def _read(self, raw: Any, timeout: float) -> set[str]:
         """Payloads received within ``timeout`` (or until :meth:`stop`): psycopg 3 or psycopg2."""
         readable = select.select([raw.fileno(), self.wakeup_read], [], [], timeout)[0]
@@ -102,6 +142,12 @@ class Dispatcher:
             try:
                 if self.raw is None:
                     self.raw = self._open()
+                    if not self.settled.is_set():
+                        if not self._hears_probe(self.raw):
+                            if not self.stopped.is_set():  # stopped while probing proves nothing
+                                self._go_deaf()
+                            break
+                        self.settled.set()
                     if self.listening.is_set():
                         self._wake_all()  # reopened: a result stored while not listening is read at once
                     self.listening.set()
@@ -110,6 +156,18 @@ class Dispatcher:
                 self._drop(close=True)
                 self.stopped.wait(REOPEN_PAUSE)
         self._drop(close=True)
+
+    def _go_deaf(self) -> None:
+        """Notifications do not come through this alias: say so once, and let every waiter poll."""
+        if self.alias not in _deaf_aliases:
+            _deaf_aliases.add(self.alias)
+            logger.warning(
+                "No notification reaches a LISTEN on database alias %r (a pooler in transaction "
+                "mode?): waiting for results polls instead. Name a direct alias in "
+                'DJANGO_CELERY_RESULTS["LISTEN_DATABASE"] to be woken at once.', self.alias,
+            )
+        self.settled.set()
+        self._wake_all()
 
     def _wake_all(self) -> None:
         with self.lock:
@@ -160,17 +218,18 @@ def result_waiter(alias: str, task_ids: Iterable[str]) -> Iterator[Waiter | None
     Registered before the caller's next read of the rows, so a result stored
     meanwhile is either read or announced.
     """
-    if connections[alias].vendor != "postgresql":
+    alias = app_settings.listen_database or alias
+    if connections[alias].vendor != "postgresql" or alias in _deaf_aliases:
         yield None
         return
     waiter = Waiter(task_ids)
     shared = dispatcher(alias)
     shared.register(waiter)
-    # Until the first LISTEN is in place a notification could be missed: wait
-    # for it briefly (the caller reads the row next, then polls if need be).
-    shared.listening.wait(1.0)
+    # Until the first LISTEN is in place (and heard its probe) a notification
+    # could be missed: wait for it briefly (the caller reads the row next).
+    shared.settled.wait(PROBE_TIMEOUT + 1.0)
     try:
-        yield waiter
+        yield None if alias in _deaf_aliases else waiter
     finally:
         shared.unregister(waiter)
         if _under_django_tests() and shared.idle():

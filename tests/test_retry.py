@@ -102,13 +102,28 @@ def test_lost_connection_is_retried_with_always_retry(celery_app_factory: Any) -
 
 
 @pytest.mark.engine("postgresql", "mysql")
-def test_lost_connection_is_reported_without_always_retry(celery_app_factory: Any) -> None:
+def test_a_lost_idle_connection_is_replaced_without_always_retry(celery_app_factory: Any) -> None:
+    """A session the server ended while idle costs one reconnection, not the state."""
     app = celery_app_factory(result_backend_always_retry=False)
     _kill_own_connection()
-    with pytest.raises(DatabaseError):
-        app.backend.store_result("lost", 1, states.SUCCESS)
+    app.backend.store_result("lost", 1, states.SUCCESS)
+    assert TaskResult.objects.get(task_id="lost").status == states.SUCCESS
+
+    _kill_own_connection()
+    assert app.backend.get_task_meta("lost", cache=False)["result"] == 1
+
+
+@pytest.mark.engine("postgresql", "mysql")
+def test_a_lost_connection_inside_a_transaction_is_reported(celery_app_factory: Any) -> None:
+    """Reconnecting inside the caller's transaction would lose its earlier writes: the error is raised."""
+    from django.db import transaction
+
+    app = celery_app_factory(result_backend_always_retry=False)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        _kill_own_connection()
+        app.backend.store_result("lost-in-transaction", 1, states.SUCCESS)
     connection.close()
-    assert not TaskResult.objects.filter(task_id="lost").exists()
+    assert not TaskResult.objects.filter(task_id="lost-in-transaction").exists()
 
 
 @pytest.mark.engine("postgresql", "mysql")
@@ -116,10 +131,16 @@ def test_lost_connection_is_reported_without_always_retry(celery_app_factory: An
 def test_broken_connection_is_reset_whatever_the_celery_version(
     celery_app_factory: Any, monkeypatch: pytest.MonkeyPatch, celery_calls_hook: bool,
 ) -> None:
-    """Celery < 5.7 has no retry hook: the backend then resets the connection itself."""
+    """Celery < 5.7 has no retry hook: the backend then resets the connection itself.
+
+    The error is made to look like any transient one (not a lost session, which
+    the backend replaces at once), so the first attempt fails as in Celery's retry loop.
+    """
+    from django_celery_results import engines
     from django_celery_results.backends import database
 
     monkeypatch.setattr(database, "CELERY_CALLS_RETRY_HOOK", celery_calls_hook)
+    monkeypatch.setattr(engines, "is_lost_connection", lambda exc: False)
     backend = celery_app_factory().backend
     _kill_own_connection()
     with pytest.raises(DatabaseError):

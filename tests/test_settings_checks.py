@@ -126,7 +126,7 @@ def test_e001_when_the_options_are_not_a_dict() -> None:
 def test_the_known_keys_are_the_option_properties() -> None:
     assert set(OPTION_KEYS) == {
         "ALLOW_EDITS", "PUBLIC_VIEWS", "VIEWS_ACCESS", "PENDING_ON_PUBLISH", "CLEANUP_BATCH_SIZE",
-        "WAITING_CHORD_EXPIRES", "MAX_RESULT_SIZE",
+        "WAITING_CHORD_EXPIRES", "MAX_RESULT_SIZE", "LISTEN_DATABASE",
     }
     # Each key's property reads that very key: a value no property accepts makes it refuse.
     for key in OPTION_KEYS:
@@ -157,6 +157,7 @@ BAD_VALUES = [
     ("ALLOW_EDITS", "no"), ("ALLOW_EDITS", 1), ("PUBLIC_VIEWS", "yes"), ("PENDING_ON_PUBLISH", "False"),
     ("PENDING_ON_PUBLISH", None), ("CLEANUP_BATCH_SIZE", "lots"), ("CLEANUP_BATCH_SIZE", "1000"),
     ("CLEANUP_BATCH_SIZE", True), ("CLEANUP_BATCH_SIZE", 2.5), ("CLEANUP_BATCH_SIZE", 0),
+    ("LISTEN_DATABASE", "no-such-alias"), ("LISTEN_DATABASE", 1),
     ("CLEANUP_BATCH_SIZE", 10**7), ("WAITING_CHORD_EXPIRES", "7d"), ("WAITING_CHORD_EXPIRES", -1),
     ("WAITING_CHORD_EXPIRES", float("nan")), ("WAITING_CHORD_EXPIRES", timedelta(seconds=-1)),
     ("MAX_RESULT_SIZE", "4MB"), ("MAX_RESULT_SIZE", 0), ("MAX_RESULT_SIZE", 1.5),

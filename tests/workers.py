@@ -149,6 +149,8 @@ class Tasks:
         self.sleep = app.tasks["tests.workers.sleep"]
         self.flaky = app.tasks["tests.workers.flaky"]
         self.text = app.tasks["tests.workers.text"]
+        self.session = app.tasks["tests.workers.session"]
+        self.die = app.tasks["tests.workers.die"]
 
 
 def register_tasks(app: Celery) -> None:
@@ -182,6 +184,33 @@ def register_tasks(app: Celery) -> None:
             raise self.retry(exc=ConnectionError(f"attempt {self.request.retries + 1}"), countdown=0)
         return int(self.request.retries)
 
+    @app.task(name="tests.workers.die", shared=False)
+    def die() -> None:
+        """SIGKILL the process running the task, as the OOM killer would (a prefork pool process)."""
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @app.task(name="tests.workers.session", shared=False)
+    def session(hold: float) -> dict[str, Any]:
+        """The database session the task uses, held ``hold`` seconds: when it ran, and which session.
+
+        The session is the server's id for it (the process and connection on SQLite).
+        """
+        from django.db import connection
+
+        started = time.time()
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_backend_pid()")
+                name = str(cursor.fetchone()[0])
+            elif connection.vendor == "mysql":
+                cursor.execute("SELECT CONNECTION_ID()")
+                name = str(cursor.fetchone()[0])
+            else:
+                cursor.execute("SELECT 1")
+                name = f"{os.getpid()}:{id(connection.connection)}"
+            time.sleep(hold)
+        return {"session": name, "started": started, "ended": time.time()}
+
     @app.task(name="tests.workers.text", shared=False)
     def text(piece: str, times: int) -> str:
         """``piece`` repeated: a large result from a small message."""
@@ -208,7 +237,8 @@ class Worker:
 
     directory: Path
     backend: str = "django-db"
-    pool: str = "prefork"
+    #: ``--pool``; ``None`` leaves the choice to the app's configuration (``worker_pool``).
+    pool: str | None = "prefork"
     concurrency: int = 2
     process: subprocess.Popen[bytes] | None = None
     #: The broker both processes use (``redis://...``, ``amqp://...``).
@@ -219,6 +249,12 @@ class Worker:
     queues: tuple[str, ...] = ()
     #: The worker's ``--hostname``; a unique ``dcr-test-<hex>@%h`` when empty.
     hostname: str = ""
+    #: Entries replacing the test database's in the worker (``CONN_MAX_AGE``, ``OPTIONS``...).
+    database: dict[str, Any] = field(default_factory=dict)
+    #: The module ``celery -A`` loads the worker's app from.
+    app_module: str = "tests.workers"
+    #: The worker's ``DJANGO_SETTINGS_MODULE``.
+    settings_module: str = "tests.worker_settings"
 
     def __post_init__(self) -> None:
         self.hostname = self.hostname or f"dcr-test-{uuid.uuid4().hex[:8]}@%h"
@@ -242,10 +278,10 @@ class Worker:
         in_memory = not name or ":memory:" in name or "mode=memory" in name
         if settings_dict["ENGINE"].endswith("sqlite3") and in_memory:
             raise RuntimeError("a worker cannot share an in-memory SQLite database; use a file TEST NAME")
-        database = {key: settings_dict.get(key) for key in DATABASE_KEYS}
+        database = {**{key: settings_dict.get(key) for key in DATABASE_KEYS}, **self.database}
         env = dict(os.environ)
         env.update({
-            "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
             ENV_BROKER_DIR: str(self.broker_dir),
             ENV_BACKEND: self.backend,
             ENV_DATABASE: json.dumps(database, default=str),
@@ -258,11 +294,13 @@ class Worker:
 
     def start(self, timeout: float = 60) -> None:
         command = [
-            sys.executable, "-m", "celery", "-A", "tests.workers", "worker",
-            "--pool", self.pool, "--concurrency", str(self.concurrency),
+            sys.executable, "-m", "celery", "-A", self.app_module, "worker",
+            "--concurrency", str(self.concurrency),
             "--loglevel", os.environ.get(ENV_LOGLEVEL, "INFO"), "--hostname", self.hostname,
             "--without-mingle", "--without-gossip",
         ]
+        if self.pool is not None:
+            command += ["--pool", self.pool]
         if self.queues:
             command += ["--queues", ",".join(self.queues)]
         with self.log_path.open("wb") as log:

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache, wraps
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,11 +38,29 @@ CELERY_CALLS_RETRY_HOOK = hasattr(Backend, "on_backend_retryable_error")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resets_broken_connections(method: F) -> F:
-    """On a transient error, reset the routed connections before Celery retries (Celery < 5.7)."""
+def reconnects_when_lost(method: F) -> F:
+    """Run ``method`` once more on a new connection when the session was lost; reset it for Celery's retry.
+
+    A worker keeps its connection between tasks (``CONN_MAX_AGE``), and the
+    worker's main process stores revokes, time limits and lost workers outside
+    any task hook that would refresh it: when the server has closed the idle
+    session meanwhile, the state is still stored, with or without
+    ``result_backend_always_retry``. Other transient errors go to Celery's
+    retry; Celery < 5.7 calls no hook before it, so the backend resets the
+    connections itself.
+    """
 
     @wraps(method)
     def call(self: DatabaseBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not (engines.is_lost_connection(exc) and self._reconnectable()):
+                if not CELERY_CALLS_RETRY_HOOK and engines.is_transient_error(exc):
+                    self.on_backend_retryable_error(exc)
+                raise
+            logger.info("Database connection lost (%s); storing again on a new connection", exc)
+            self.on_backend_retryable_error(exc)
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
@@ -50,6 +69,20 @@ def resets_broken_connections(method: F) -> F:
             raise
 
     return call  # type: ignore[return-value]
+
+#: True while reads must see the primary's latest writes (a chord's join): they go to the write alias.
+_reading_own_writes: ContextVar[bool] = ContextVar("dcr_reading_own_writes", default=False)
+
+
+@contextmanager
+def reading_own_writes() -> Iterator[None]:
+    """Route this context's result reads to the write alias: a lagging replica may not have them yet."""
+    token = _reading_own_writes.set(True)
+    try:
+        yield
+    finally:
+        _reading_own_writes.reset(token)
+
 
 #: Longest pause within the first second of a wait: a result stored then is seen within ~50 ms.
 FIRST_SECOND_CAP = 0.05
@@ -142,13 +175,24 @@ class DatabaseBackend(BaseDictBackend):
         """True for transient database errors (lost connection, deadlock...); no side effect."""
         return engines.is_transient_error(exc)
 
+    def _result_aliases(self) -> set[str]:
+        """The aliases the routers give results, for reads and writes."""
+        return {
+            alias
+            for model in (self.TaskModel, self.GroupModel, self.ChordCounterModel)
+            for alias in (router.db_for_write(model), router.db_for_read(model))
+        }
+
     def on_backend_retryable_error(self, exc: BaseException) -> None:
         """Before a retry, drop the broken connections of the aliases results use."""
-        for model in (self.TaskModel, self.GroupModel, self.ChordCounterModel):
-            for alias in {router.db_for_write(model), router.db_for_read(model)}:
-                connection = connections[alias]
-                if not connection.in_atomic_block:
-                    connection.close()
+        for alias in self._result_aliases():
+            connection = connections[alias]
+            if not connection.in_atomic_block:
+                connection.close()
+
+    def _reconnectable(self) -> bool:
+        """No result alias is inside a transaction: a lost session can be replaced without losing one."""
+        return not any(connections[alias].in_atomic_block for alias in self._result_aliases())
 
     def current_task_children(self, request: Any = None) -> list[Any] | None:
         """The running task's children, as Celery stores them; results only (a mock's are ignored)."""
@@ -171,7 +215,7 @@ class DatabaseBackend(BaseDictBackend):
 
     # -- tasks ----------------------------------------------------------------
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _store_result(
         self,
         task_id: str,
@@ -232,10 +276,21 @@ class DatabaseBackend(BaseDictBackend):
         with self._unstorable_id_logged(task_id):
             self.TaskModel._default_manager.insert_if_absent(values)
 
-    @resets_broken_connections
-    def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+    def _task_reader(self, fresh: bool = False) -> Any:
+        """The task manager reads go through: the read alias's, or the write alias's when ``fresh``.
+
+        Fresh reads follow a notification (sent by the primary on commit) and a
+        chord's join (:func:`reading_own_writes`): a replica may lag behind both.
+        """
+        manager = self.TaskModel._default_manager
+        if fresh or _reading_own_writes.get():
+            return manager.db_manager(router.db_for_write(self.TaskModel))
+        return manager
+
+    @reconnects_when_lost
+    def _get_task_meta_for(self, task_id: str, fresh: bool = False) -> dict[str, Any]:
         # An id that can never be stored raises here (check_id): a caller waiting on it would wait forever.
-        row = self.TaskModel._default_manager.meta_row(task_id)
+        row = self._task_reader(fresh).meta_row(task_id)
         if row is None:
             return self.meta_from_decoded({
                 "task_id": task_id, "status": states.PENDING, "result": None,
@@ -243,13 +298,13 @@ class DatabaseBackend(BaseDictBackend):
             })
         return self.meta_from_decoded(codec.task_meta(self.codec, row))
 
-    def _ready_metas(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
+    def _ready_metas(self, task_ids: Iterable[str], fresh: bool = False) -> list[dict[str, Any]]:
         """Join meta (:func:`codec.ready_meta`) of those of ``task_ids`` in a ready state.
 
-        One query per :attr:`ids_per_query` ids.
+        One query per :attr:`ids_per_query` ids; from the write alias when ``fresh``.
         """
         ids = list(task_ids)
-        manager = self.TaskModel._default_manager
+        manager = self._task_reader(fresh)
         found: list[dict[str, Any]] = []
         decode, with_exception = self.codec, self.meta_from_decoded
         for start in range(0, len(ids), self.ids_per_query):
@@ -284,8 +339,12 @@ class DatabaseBackend(BaseDictBackend):
             # either read or announced (the shared listener wakes us).
             pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
                 self.first_poll_interval, interval)
+            # Read where results are written first (one stored before the listener
+            # was registered is not announced), then after each announcement; a
+            # replica routed reads may lag behind both.
+            woken = listener is not None
             for pause in pauses:
-                meta = self.get_task_meta(task_id)
+                meta = self._get_task_meta_for(task_id, fresh=True) if woken else self.get_task_meta(task_id)
                 if meta["status"] in states.READY_STATES:
                     return meta
                 if on_interval:
@@ -294,7 +353,7 @@ class DatabaseBackend(BaseDictBackend):
                 if listener is None:
                     time.sleep(pause)
                 else:
-                    listener.wait(pause)
+                    woken = listener.wait(pause)
         raise AssertionError("unreachable")  # pragma: no cover - poll_pauses never ends
 
     def get_many(
@@ -327,10 +386,10 @@ class DatabaseBackend(BaseDictBackend):
                                        max_iterations)
 
     def _ready_now(
-        self, pending: set[str], on_message: Callable[[dict[str, Any]], Any] | None,
+        self, pending: set[str], on_message: Callable[[dict[str, Any]], Any] | None, fresh: bool = False,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """One poll: yield the ready ones of ``pending`` and remove them from it."""
-        for meta in self._ready_metas(pending):
+        for meta in self._ready_metas(pending, fresh):
             task_id = meta["task_id"]
             pending.discard(task_id)
             if on_message is not None:
@@ -349,6 +408,7 @@ class DatabaseBackend(BaseDictBackend):
         """
         pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
             self.first_poll_interval, interval)
+        woken = listener is not None  # as in wait_for(): fresh first, then after each announcement
         for iteration, pause in enumerate(pauses, 2):
             if listener is None or iteration > 2:
                 if on_interval:
@@ -356,8 +416,8 @@ class DatabaseBackend(BaseDictBackend):
                 if listener is None:
                     time.sleep(_within(deadline, pause))
                 else:
-                    listener.wait(_within(deadline, pause))
-            yield from self._ready_now(pending, on_message)
+                    woken = listener.wait(_within(deadline, pause))
+            yield from self._ready_now(pending, on_message, fresh=woken)
             if not pending or (max_iterations and iteration >= max_iterations):
                 return
 
@@ -367,13 +427,13 @@ class DatabaseBackend(BaseDictBackend):
             task_id=check_id(self.TaskModel, "task_id", task_id),
         ).exists()
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _forget(self, task_id: str) -> None:
         self.TaskModel._default_manager.delete_task(task_id)
 
     # -- groups ---------------------------------------------------------------
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
         content_type, content_encoding, text = self.encode_content(result.as_tuple())
         self.GroupModel._default_manager.store_group_result(
@@ -381,9 +441,14 @@ class DatabaseBackend(BaseDictBackend):
         )
         return result
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _restore_group(self, group_id: str) -> dict[str, Any] | None:
-        group = self.GroupModel._default_manager.get_group(group_id)
+        groups = self.GroupModel._default_manager
+        group = groups.get_group(group_id)
+        write_alias = router.db_for_write(self.GroupModel)
+        if group is None and groups.db != write_alias:
+            # Saved a moment ago, perhaps: a lagging replica does not have it yet.
+            group = groups.db_manager(write_alias).get_group(group_id)
         if group is None:
             return None
         stored = self.decode_content(group, group.result)
@@ -393,7 +458,7 @@ class DatabaseBackend(BaseDictBackend):
             "date_done": group.date_done,
         }
 
-    @resets_broken_connections
+    @reconnects_when_lost
     def _delete_group(self, group_id: str) -> None:
         self.GroupModel._default_manager.delete_group(group_id)
 
@@ -486,7 +551,7 @@ def fire_callback(app: Any, callback: Any, counter: ChordCounter) -> None:
     timeout = app.conf.result_chord_join_timeout
     ids = plain_task_ids(json.loads(counter.sub_tasks))
     try:
-        with allow_join_result():
+        with allow_join_result(), reading_own_writes():
             if ids is not None and isinstance(app.backend, DatabaseBackend):
                 values = app.backend.join_header(ids, timeout)
             else:
