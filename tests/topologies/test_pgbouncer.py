@@ -74,14 +74,14 @@ def bouncer(django_db_setup: Any, django_db_blocker: Any) -> Iterator[PgBouncer]
     with pgbouncer(upstream_port=port, upstream_host=host) as started:
         with django_db_blocker.unblock():
             connections["default"].close()
-            notify._close_all()
+            notify.close_all()
         entry.update({"HOST": "127.0.0.1", "PORT": str(started.port), "DISABLE_SERVER_SIDE_CURSORS": True})
         try:
             yield started
         finally:
             with django_db_blocker.unblock():
                 connections["default"].close()
-                notify._close_all()
+                notify.close_all()
             entry.update(saved)
             notify._deaf_aliases.discard("default")
     assert "ERROR" not in started.log(), started.log_tail()

@@ -48,7 +48,7 @@ def servers(django_db_setup: Any, django_db_blocker: Any) -> Iterator[tuple[Prim
     with primary_and_replica() as (primary, replica), django_db_blocker.unblock():
         primary.create_database(DATABASE)
         connections["default"].close()
-        notify._close_all()
+        notify.close_all()
         default.update({"HOST": "127.0.0.1", "PORT": str(primary.port), "NAME": DATABASE, "USER": "postgres"})
         replica_wrapper.close()
         # A mirror, as in the test settings: Django never flushes it (a standby refuses writes).
@@ -65,7 +65,7 @@ def servers(django_db_setup: Any, django_db_blocker: Any) -> Iterator[tuple[Prim
         finally:
             connections["default"].close()
             replica_wrapper.close()
-            notify._close_all()
+            notify.close_all()
             default.clear()
             default.update(saved_default)
             replica_wrapper.settings_dict = saved_replica
