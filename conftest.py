@@ -37,13 +37,18 @@ def _database_unblocked(config: pytest.Config) -> Any:
     return config.stash[blocking_manager_key].unblock()
 
 
+#: Where pytest_report_header leaves the server description for the JUnit report.
+SERVER_KEY = pytest.StashKey[str]()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     import django
 
     django.setup()
     try:
         with _database_unblocked(config):
-            return f"database: {_server_description()}"
+            config.stash[SERVER_KEY] = _server_description()
+            return f"database: {config.stash[SERVER_KEY]}"
     except Exception as exc:
         engine = os.environ.get("DCR_TEST_DB", "sqlite")
         raise pytest.UsageError(
@@ -66,3 +71,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _versions(config: pytest.Config) -> dict[str, str]:
+    """What a cell of the compatibility matrix is made of (MATRIX.md reads it from the JUnit report)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from django.db import connection
+
+    found = {"python": platform.python_version(), "server": config.stash.get(SERVER_KEY, "")}
+    for name in ("django", "celery", "kombu"):
+        found[name] = version(name)
+    if connection.vendor == "postgresql":
+        driver = connection.Database.__name__  # type: ignore[attr-defined]
+        found["driver"] = f"{driver} {version('psycopg2-binary' if driver == 'psycopg2' else 'psycopg')}"
+    elif connection.vendor == "mysql":
+        found["driver"] = f"mysqlclient {version('mysqlclient')}"
+    else:
+        import sqlite3
+
+        found["driver"] = f"sqlite3 (SQLite {sqlite3.sqlite_version})"
+    with contextlib.suppress(PackageNotFoundError):
+        found["package"] = version("django-celery-results")
+    chosen = list(config.args) if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    chosen += [f"-k {config.option.keyword}"] * bool(config.option.keyword)
+    chosen += [f"-m {config.option.markexpr}"] * bool(config.option.markexpr)
+    found["selection"] = " ".join(chosen) or "full suite"
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _matrix_cell(request: pytest.FixtureRequest, record_testsuite_property: Any) -> None:
+    for name, value in _versions(request.config).items():
+        record_testsuite_property(name, value)

@@ -20,7 +20,7 @@ COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 
 #: Database service -> (image prefix, container port).
 DATABASES = {
-    "postgres": ("postgres:17", 5432),
+    "postgres": ("postgres:18", 5432),
     "mysql": ("mysql:8.4", 3306),
     "mariadb": ("mariadb:11.4", 3306),
 }

@@ -22,6 +22,7 @@ from .. import codec, engines, notify
 from ..exceptions import UnstorableText, ValueTooLong
 from ..managers import PartOutcome
 from ..values import check_id
+from .chords import GroupBodyFailures
 
 if TYPE_CHECKING:
     from ..models import ChordCounter, TaskResult
@@ -79,7 +80,7 @@ def _within(deadline: float | None, pause: float) -> float:
     return min(pause, left)
 
 
-class DatabaseBackend(BaseDictBackend):
+class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
     """Celery result backend storing results in Django's database.
 
     The models are imported when first used, so the backend can be built
