@@ -2,17 +2,19 @@
 """Developer entry point: ``python3 dev.py demo`` and ``python3 dev.py test``.
 
 Standard library only, so it runs on a bare Python 3.10+. It makes ``.venv``
-(with the interpreter running this file) holding tox, then hands the work to
-tox: tox.ini is the one place that names the test environments, and tox builds
-and caches each one. What is left here is what tox does not do: finding the
-pyenv interpreters, choosing which of the main cells this machine can reach,
-and the closing ``N passed, N failed`` line over all of them.
+(with the interpreter running this file) holding tox and the project, then
+hands the work to tox: tox.ini is the one place that names the test
+environments, and tox builds and caches each one. What is left here is what
+tox does not do: finding the pyenv interpreters, choosing which of the main
+cells this machine can reach, and the closing ``N passed, N failed`` line over
+all of them, read from each cell's JUnit report.
 """
 
 from __future__ import annotations
 
 import argparse
 import configparser
+import functools
 import json
 import os
 import shutil
@@ -48,18 +50,32 @@ def venv_bin(name: str) -> Path:
     return scripts / (name + (".exe" if os.name == "nt" else ""))
 
 
+@functools.cache
 def ensure_tox() -> Path:
-    """``.venv/bin/tox``, creating ``.venv`` and installing tox when either is missing."""
+    """``.venv/bin/tox``: ``.venv`` made and filled first when needed (see :func:`fill_venv`)."""
     tox = venv_bin("tox")
-    if tox.exists() and subprocess.run([str(tox), "--version"], capture_output=True).returncode == 0:
-        return tox
-    if not venv_bin("python").exists():
-        say(f"-- creating {VENV.name} with Python {sys.version.split()[0]} ({sys.executable})")
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    say(f"-- installing {' '.join(TOOLS)} into {VENV.name}")
-    pip = [str(venv_bin("python")), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
-    subprocess.run([*pip, "--upgrade", "pip", *TOOLS], check=True)
+    if not (tox.exists() and subprocess.run([str(tox), "--version"], capture_output=True).returncode == 0):
+        if not venv_bin("python").exists():
+            say(f"-- creating {VENV.name} with Python {sys.version.split()[0]} ({sys.executable})")
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        say(f"-- installing {' '.join(TOOLS)} into {VENV.name}")
+        pip = [str(venv_bin("python")), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
+        subprocess.run([*pip, "--upgrade", "pip", *TOOLS], check=True)
+    fill_venv()
     return tox
+
+
+def fill_venv() -> None:
+    """The project, editable with its ``dev`` extra, in ``.venv`` too (benchmarks, editors).
+
+    uv checks it in a second and reinstalls only when pyproject.toml changed. The
+    ``mysql`` extra only where mysqlclient can be built.
+    """
+    extras = "dev" if mysql_headers_missing() else "dev,mysql"
+    uv = [str(venv_bin("uv")), "pip", "install", "--quiet", "--python", str(venv_bin("python"))]
+    done = subprocess.run([*uv, "-e", f".[{extras}]"], cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"dev.py: installing the project into {VENV.name} failed")
 
 
 def interpreter_path() -> str:
@@ -331,16 +347,33 @@ def cmd_ci(argv: list[str]) -> int:
 
 
 def cmd_matrix(argv: list[str]) -> int:
-    """Every cell of the tox label ``matrix``, full suite, then MATRIX.md from their reports."""
+    """Every cell of the tox label ``matrix``, then MATRIX.md from their reports.
+
+    The main cells run the full suite, the others CORNER_TESTS (the whole matrix in
+    full would take hours on a 2-core machine); ``-e`` reruns some cells only.
+    """
     parser = argparse.ArgumentParser(prog="dev.py matrix", description=cmd_matrix.__doc__)
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite MATRIX.md from the reports of the last run without running anything")
+    parser.add_argument("-e", "--env", action="append", default=[],
+                        help="run only these cells of the label (repeatable, comma lists)")
     options = parser.parse_args(argv)
     envs = label("matrix")
+    chosen = [env for value in options.env for env in value.split(",")] or envs
+    if unknown := set(chosen) - set(envs):
+        parser.error(f"not in the matrix label: {', '.join(sorted(unknown))}")
     code = 0
     if not options.report_only:
-        code, outcomes = run_cells(envs, [], required=True)
+        main = [env for env in chosen if env in label("main")]
+        others = [env for env in chosen if env not in main]
+        codes, outcomes = [], []
+        for cells, tests in ((others, list(CORNER_TESTS)), (main, [])):
+            if cells:
+                done, found = run_cells(cells, tests, required=True)
+                codes.append(done)
+                outcomes += found
         print_summary(outcomes)
+        code = max(codes, default=0)
     write_matrix([read_outcome(env) for env in envs])
     say(f"-- wrote {MATRIX.name}")
     return code

