@@ -172,6 +172,7 @@ class Outcome:
     reason: str = ""  # why it did not run
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    started: str = ""  # when the run began, from the report (local time)
     properties: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -202,7 +203,11 @@ def read_outcome(env: str) -> Outcome:
         suite = suite[0]
     outcome.counts = {key: int(suite.get(key, "0")) for key in ("tests", "failures", "errors", "skipped")}
     outcome.seconds = float(suite.get("time", "0"))
-    outcome.properties = {p.get("name", ""): p.get("value", "") for p in suite.iter("property")}
+    outcome.started = suite.get("timestamp", "")[:16].replace("T", " ")
+    # The suite's own properties (conftest.py), not those of single tests.
+    properties = suite.find("properties")
+    if properties is not None:
+        outcome.properties = {p.get("name", ""): p.get("value", "") for p in properties}
     return outcome
 
 
@@ -252,16 +257,29 @@ def servers() -> dict[str, list[str]]:
     return {name: value.split() for name, value in config["servers"].items()}
 
 
+def selection(chosen: str) -> str:
+    return "contract subset (`CORNER_TESTS`)" if chosen == " ".join(CORNER_TESTS) else chosen
+
+
 def write_matrix(outcomes: list[Outcome]) -> None:
     """MATRIX.md: one row per cell from its JUnit report, then the servers no cell reached."""
     columns = ("cell", "Python", "Django", "Celery", "kombu", "server", "driver",
-               "passed", "failed", "skipped", "time", "tests run")
+               "passed", "failed", "skipped", "time", "tests run", "run at")
+    green = [o for o in outcomes if o.ran and not o.failed]
+    verdict = (f"All {len(outcomes)} cells passed." if len(green) == len(outcomes) else
+               f"{len(green)} of {len(outcomes)} cells passed; not green: "
+               + ", ".join(f"`{o.env}`" for o in outcomes if o not in green) + ".")
     lines = [
         "# Compatibility matrix",
         "",
         "Written by `python3 dev.py matrix` from the JUnit reports of its last run of every cell",
-        "of the tox label `matrix` (tox.ini is the single source of the factors). The server is",
-        "the one each cell really talked to, as the suite reported it.",
+        "of the tox label `matrix` (tox.ini is the single source of the factors), on a 2-core",
+        "development machine. The server is the one each cell really talked to, as the suite",
+        "reported it. The main cells run the full suite; the others the contract subset",
+        "(`CORNER_TESTS` in dev.py: backend, precedence, races, chords, migrations, faults,",
+        "both PostgreSQL drivers, real workers).",
+        "",
+        verdict,
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
@@ -269,11 +287,12 @@ def write_matrix(outcomes: list[Outcome]) -> None:
     for o in outcomes:
         p = o.properties
         if not o.ran:
-            lines.append(f"| `{o.env}` | " + " | ".join(["-"] * 10) + f" | not run: {o.reason} |")
+            lines.append(f"| `{o.env}` | " + " | ".join(["-"] * 10) + f" | not run: {o.reason} | - |")
             continue
         row = (f"`{o.env}`", p.get("python", "?"), p.get("django", "?"), p.get("celery", "?"),
                p.get("kombu", "?"), p.get("server", "?"), p.get("driver", "?"), str(o.passed),
-               str(o.failed), str(o.skipped), f"{o.seconds / 60:.1f} min", p.get("selection", "?"))
+               str(o.failed), str(o.skipped), f"{o.seconds / 60:.1f} min",
+               selection(p.get("selection", "?")), o.started)
         lines.append("| " + " | ".join(row) + " |")
     seen = [o.properties.get("server", "") for o in outcomes]
     missing = [(name, version) for name, versions in servers().items() for version in versions

@@ -75,7 +75,9 @@ def server() -> Iterator[dict[str, str]]:
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         run(bin_dir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start")
         started = True
-        yield {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres", "PGPASSWORD": ""}
+        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "test")
+        yield {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres", "PGPASSWORD": "",
+               "PGDATABASE": "test"}
     except subprocess.CalledProcessError:
         if log.exists():
             sys.stderr.write(log.read_text(errors="replace")[-4000:])
