@@ -192,10 +192,11 @@ class Outcome:
         return self.counts.get("skipped", 0)
 
 
-def read_outcome(env: str) -> Outcome:
+def read_outcome(env: str, report: Path | None = None) -> Outcome:
+    """The cell's counts, time and properties from its JUnit report (``.tox/<env>/junit.xml``)."""
     outcome = Outcome(env)
     try:
-        suite = ElementTree.parse(junit_path(env)).getroot()
+        suite = ElementTree.parse(report or junit_path(env)).getroot()
     except (OSError, ElementTree.ParseError):
         outcome.reason = "no test report (the environment or pytest failed before any test ran)"
         return outcome
