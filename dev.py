@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
 import functools
 import json
 import os
@@ -24,6 +25,7 @@ import sys
 import venv
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -172,7 +174,7 @@ class Outcome:
     reason: str = ""  # why it did not run
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    started: str = ""  # when the run began, from the report (local time)
+    started: str = ""  # when the run began (UTC), from the report
     properties: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -204,7 +206,9 @@ def read_outcome(env: str, report: Path | None = None) -> Outcome:
         suite = suite[0]
     outcome.counts = {key: int(suite.get(key, "0")) for key in ("tests", "failures", "errors", "skipped")}
     outcome.seconds = float(suite.get("time", "0"))
-    outcome.started = suite.get("timestamp", "")[:16].replace("T", " ")
+    with contextlib.suppress(ValueError):
+        started = datetime.fromisoformat(suite.get("timestamp", ""))
+        outcome.started = started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
     # The suite's own properties (conftest.py), not those of single tests.
     properties = suite.find("properties")
     if properties is not None:
@@ -265,7 +269,7 @@ def selection(chosen: str) -> str:
 def write_matrix(outcomes: list[Outcome]) -> None:
     """MATRIX.md: one row per cell from its JUnit report, then the servers no cell reached."""
     columns = ("cell", "Python", "Django", "Celery", "kombu", "server", "driver",
-               "passed", "failed", "skipped", "time", "tests run", "run at")
+               "passed", "failed", "skipped", "time", "tests run", "run at (UTC)")
     green = [o for o in outcomes if o.ran and not o.failed]
     verdict = (f"All {len(outcomes)} cells passed." if len(green) == len(outcomes) else
                f"{len(green)} of {len(outcomes)} cells passed; not green: "
