@@ -213,3 +213,17 @@ def test_compose_runs_the_main_cells_against_known_servers() -> None:
     assert {services["tests"]["image"].split(":")[1].split("-")[0]} == main_python
     assert {services[name]["image"].split(":")[1].split("-")[0] for name in services
             if services[name]["image"].startswith("python:")} <= PYTHONS
+
+
+def test_the_readme_claims_every_version_tox_runs() -> None:
+    found = claims((ROOT / "README.md").read_text())
+
+    def said(*products: str) -> set[str]:
+        return {version for name, version in found if name in products}
+
+    assert said("Python") == PYTHONS
+    assert said("Django") == DJANGOS
+    assert {min(CELERYS, key=version_key), max(CELERYS, key=version_key)} <= said("Celery") <= CELERYS
+    servers = {(name.lower(), version) for name, version in found
+               if name in ("PostgreSQL", "MySQL", "MariaDB")}
+    assert servers == {(name, version) for name, versions in SERVERS.items() for version in versions}
