@@ -102,6 +102,21 @@ def _versions(config: pytest.Config) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _matrix_cell(request: pytest.FixtureRequest, record_testsuite_property: Any) -> None:
+def _matrix_cell(
+    request: pytest.FixtureRequest, record_testsuite_property: Any, django_db_blocker: Any,
+) -> None:
+    if SERVER_KEY not in request.config.stash:  # no header (-q, --no-header): ask the server now
+        with django_db_blocker.unblock():
+            request.config.stash[SERVER_KEY] = _server_description()
     for name, value in _versions(request.config).items():
         record_testsuite_property(name, value)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """pytest's exit status in the JUnit report too: an interrupted run is no result (dev.py reads it)."""
+    from _pytest.junitxml import xml_key
+
+    report = session.config.stash.get(xml_key, None)
+    if report is not None:
+        report.add_global_property("exitstatus", str(int(exitstatus)))

@@ -213,6 +213,8 @@ def read_outcome(env: str, report: Path | None = None) -> Outcome:
     properties = suite.find("properties")
     if properties is not None:
         outcome.properties = {p.get("name", ""): p.get("value", "") for p in properties}
+    if outcome.properties.get("exitstatus") == "2":  # pytest.ExitCode.INTERRUPTED
+        outcome.counts, outcome.reason = {}, "interrupted: the report holds part of the run"
     return outcome
 
 
