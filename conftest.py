@@ -37,13 +37,18 @@ def _database_unblocked(config: pytest.Config) -> Any:
     return config.stash[blocking_manager_key].unblock()
 
 
+#: Where pytest_report_header leaves the server description for the JUnit report.
+SERVER_KEY = pytest.StashKey[str]()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     import django
 
     django.setup()
     try:
         with _database_unblocked(config):
-            return f"database: {_server_description()}"
+            config.stash[SERVER_KEY] = _server_description()
+            return f"database: {config.stash[SERVER_KEY]}"
     except Exception as exc:
         engine = os.environ.get("DCR_TEST_DB", "sqlite")
         raise pytest.UsageError(
@@ -66,3 +71,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _versions(config: pytest.Config) -> dict[str, str]:
+    """What a cell of the compatibility matrix is made of (MATRIX.md reads it from the JUnit report)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from django.db import connection
+
+    found = {"python": platform.python_version(), "server": config.stash.get(SERVER_KEY, "")}
+    for name in ("django", "celery", "kombu"):
+        found[name] = version(name)
+    if connection.vendor == "postgresql":
+        driver = connection.Database.__name__  # type: ignore[attr-defined]
+        found["driver"] = f"{driver} {version('psycopg2-binary' if driver == 'psycopg2' else 'psycopg')}"
+    elif connection.vendor == "mysql":
+        found["driver"] = f"mysqlclient {version('mysqlclient')}"
+    else:
+        import sqlite3
+
+        found["driver"] = f"sqlite3 (SQLite {sqlite3.sqlite_version})"
+    with contextlib.suppress(PackageNotFoundError):
+        found["package"] = version("django-celery-results")
+    chosen = list(config.args) if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    chosen += [f"-k {config.option.keyword}"] * bool(config.option.keyword)
+    chosen += [f"-m {config.option.markexpr}"] * bool(config.option.markexpr)
+    found["selection"] = " ".join(chosen) or "full suite"
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _matrix_cell(
+    request: pytest.FixtureRequest, record_testsuite_property: Any, django_db_blocker: Any,
+) -> None:
+    if SERVER_KEY not in request.config.stash:  # no header (-q, --no-header): ask the server now
+        with django_db_blocker.unblock():
+            request.config.stash[SERVER_KEY] = _server_description()
+    for name, value in _versions(request.config).items():
+        record_testsuite_property(name, value)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """pytest's exit status in the JUnit report too: an interrupted run is no result (dev.py reads it)."""
+    from _pytest.junitxml import xml_key
+
+    report = session.config.stash.get(xml_key, None)
+    if report is not None:
+        report.add_global_property("exitstatus", str(int(exitstatus)))

@@ -276,14 +276,26 @@ class PostgresServer(DisposableServer):
                    "--wait", "--timeout", str(int(timeout))], timeout=timeout + 10)
 
     def connect(self, database: str | None = None) -> Any:
-        import psycopg
+        """Through psycopg 3, or psycopg2 where it is the only driver (the ``psycopg2`` cells)."""
+        options = {"host": HOST, "port": self.port, "user": self.user, "dbname": database or "postgres",
+                   "connect_timeout": 2}
+        try:
+            import psycopg
+        except ImportError:
+            import psycopg2
 
-        return psycopg.connect(host=HOST, port=self.port, user=self.user, dbname=database or "postgres",
-                               connect_timeout=2, autocommit=True)
+            connection = psycopg2.connect(**options)
+            connection.autocommit = True
+            return connection
+        return psycopg.connect(**options, autocommit=True)
 
     def create_database(self, name: str) -> None:
-        with self.connect() as connection:
-            connection.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\'')
+        connection = self.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\'')
+        finally:
+            connection.close()
 
     def database_settings(self, name: str) -> dict[str, Any]:
         return {

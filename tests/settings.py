@@ -100,7 +100,7 @@ def _read_only(engine: str) -> dict[str, Any]:
         return {"options": "-c default_transaction_read_only=on"}
     if engine == "mysql":
         return {"init_command": "SET SESSION TRANSACTION READ ONLY"}
-    return {"init_command": "PRAGMA query_only = ON"}
+    return {}  # SQLite: set on connect, below (its init_command option needs Django >= 5.1)
 
 
 def _repeatable_read(engine: str) -> dict[str, Any]:
@@ -112,6 +112,18 @@ def _repeatable_read(engine: str) -> dict[str, Any]:
     if engine == "mysql":
         return {"isolation_level": "repeatable read"}
     return {}
+
+
+if ENGINE == "sqlite":
+    from django.db.backends.signals import connection_created
+
+    def _replica_read_only(sender: Any, connection: Any, **kwargs: Any) -> None:
+        """SQLite's read-only session for the ``replica`` alias, on every Django version."""
+        if connection.alias == "replica":
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA query_only = ON")
+
+    connection_created.connect(_replica_read_only, weak=False, dispatch_uid="dcr-replica-read-only")
 
 
 DATABASES = {

@@ -536,10 +536,11 @@ def test_dry_run_breaks_the_task_results_down_by_state_and_task_name() -> None:
     date_done = connection.ops.quote_name("date_done")
     for query in grouped:
         assert f"{date_done} <" in query  # the expired rows only, through the date index
-    # What each groups by is what it selects beside the count (engines may write GROUP BY 1).
-    assert re.fullmatch(r"SELECT \S+status\S* AS \S+, COUNT\(\*\) AS \S+", by_state.split(" FROM ")[0])
+    # What each groups by is what it selects beside the count (engines may write GROUP BY 1;
+    # Django < 5.0 selects the column without an alias).
+    assert re.fullmatch(r"SELECT \S+status\S*( AS \S+)?, COUNT\(\*\) AS \S+", by_state.split(" FROM ")[0])
     assert "LIMIT" not in by_state.upper()
-    assert re.fullmatch(r"SELECT \S+task_name\S* AS \S+, COUNT\(\*\) AS \S+", by_name.split(" FROM ")[0])
+    assert re.fullmatch(r"SELECT \S+task_name\S*( AS \S+)?, COUNT\(\*\) AS \S+", by_name.split(" FROM ")[0])
     assert re.search(r"ORDER BY .*DESC.*LIMIT 10$", by_name, re.IGNORECASE)
 
 

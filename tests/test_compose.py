@@ -18,11 +18,11 @@ from tests import settings as test_settings
 
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 
-#: Database service -> (image prefix, container port).
+#: Database service -> (image prefix, container port). The versions: tests/test_matrix.py.
 DATABASES = {
-    "postgres": ("postgres:17", 5432),
-    "mysql": ("mysql:8.4", 3306),
-    "mariadb": ("mariadb:11.4", 3306),
+    "postgres": ("postgres:", 5432),
+    "mysql": ("mysql:", 3306),
+    "mariadb": ("mariadb:", 3306),
 }
 OTHERS = {"redis": ("redis:", 6379), "rabbitmq": ("rabbitmq:", 5672)}
 #: Ports servers already running on a developer's machine listen on.

@@ -95,7 +95,7 @@ def describe(exc: BaseException) -> str:
 
 
 class RetryLog(logging.Handler):
-    """Counts by error the retries Celery logs, and failures of ``on_backend_retryable_error``."""
+    """Counts by error the retries Celery makes, and failures of ``on_backend_retryable_error``."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -105,10 +105,21 @@ class RetryLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         error = record.exc_info[1] if record.exc_info else None
         text = describe(error) if error is not None else record.getMessage()
-        if str(record.msg).startswith("Failed operation"):
-            self.retried[text] += 1
-        elif "on_backend_retryable_error" in str(record.msg):
+        if "on_backend_retryable_error" in str(record.msg):
             self.hook_failures.append(text)
+
+    def count_retries(self, backend: Any) -> None:
+        """Count what Celery asks ``exception_safe_to_retry`` about: every release asks before each
+        retry (only Celery >= 5.7 also logs the retry)."""
+        safe_to_retry = backend.exception_safe_to_retry
+
+        def counting(exc: BaseException) -> bool:
+            safe = bool(safe_to_retry(exc))
+            if safe:
+                self.retried[describe(exc)] += 1
+            return safe
+
+        backend.exception_safe_to_retry = counting
 
 
 def store_results(database: dict[str, Any], prefix: str, index: int, always_retry: bool,
@@ -143,6 +154,7 @@ def _store_results(database: dict[str, Any], prefix: str, index: int, always_ret
     backend = app.backend
     fixup = DjangoWorkerFixup(app)
     log = RetryLog()
+    log.count_retries(backend)
     logging.getLogger("celery.backends.base").addHandler(log)
     stored: list[int] = []
     errors: Counter[str] = Counter()

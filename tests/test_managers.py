@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import uuid
 from datetime import timedelta
@@ -152,9 +153,9 @@ class Flaky:
 def _transient_error() -> Exception:
     # A real driver error with a transient code, wrapped as Django wraps it.
     if connection.vendor == "postgresql":
-        import psycopg
-
-        cause: Exception = psycopg.errors.SerializationFailure("could not serialize")
+        # psycopg 3 or psycopg2, whichever Django uses: both name it so.
+        errors = importlib.import_module(f"{connection.Database.__name__}.errors")  # type: ignore[attr-defined]
+        cause: Exception = errors.SerializationFailure("could not serialize")
     elif connection.vendor == "mysql":
         import MySQLdb
 

@@ -399,6 +399,7 @@ def _postgresql_live(connection: BaseDatabaseWrapper) -> Catalog:
             JOIN pg_class c ON c.oid = co.conrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
             WHERE c.relname LIKE 'django\\_celery\\_results\\_%%'
+              AND co.contype <> 'n'  -- PostgreSQL 18 lists NOT NULL too; the columns say it already
             """
         )
         constraints = set()

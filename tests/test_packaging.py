@@ -2,8 +2,7 @@
 
 * The version is ``django_celery_results.__version__``, read by pyproject.toml
   and docs/conf.py, and named by the changelog's first heading.
-* The Django and Python versions the README claims are the ones the
-  classifiers list and tox and the CI workflow test.
+* (The versions claimed, classified and tested: tests/test_matrix.py.)
 * The translation catalogs: each compiled ``django.mo`` holds exactly the
   translations of its ``django.po`` (no gettext needed to check it), every
   entry is translated with its placeholders, the wheel carries both files, and
@@ -13,7 +12,6 @@
 from __future__ import annotations
 
 import ast
-import configparser
 import glob
 import importlib.util
 import itertools
@@ -25,11 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from django.test import Client, override_settings
 from django.urls import reverse
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 import django_celery_results
@@ -47,37 +42,6 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT: dict[str, Any] = PYPROJECT["project"]
 CLASSIFIERS: list[str] = PROJECT["classifiers"]
-
-
-def classified(prefix: str) -> list[str]:
-    """The versions of the classifiers ``<prefix> :: X.Y``, in their order."""
-    return [c.removeprefix(prefix + " :: ") for c in CLASSIFIERS
-            if re.fullmatch(re.escape(prefix) + r" :: \d+\.\d+", c)]
-
-
-def tox_envs() -> list[str]:
-    """tox's ``env_list``, brace groups expanded (``py{310,311}-x`` is ``py310-x``, ``py311-x``)."""
-    tox = configparser.ConfigParser(interpolation=None)
-    tox.read(ROOT / "tox.ini", encoding="utf-8")
-    envs = []
-    for line in tox["tox"]["env_list"].split():
-        names = [""]
-        for literal, group in re.findall(r"([^{]*)(?:\{([^}]*)\})?", line):
-            choices = group.split(",") if group else [""]
-            names = [name + literal + choice for name in names for choice in choices]
-        envs.extend(names)
-    return envs
-
-
-def tox_factors(pattern: str) -> set[str]:
-    """``major.minor`` of each env factor matching ``pattern`` (two groups: major, minor digits)."""
-    return {f"{m.group(1)}.{m.group(2)}" for env in tox_envs() for factor in env.split("-")
-            if (m := re.fullmatch(pattern, factor))}
-
-
-def workflow_matrix() -> dict[str, Any]:
-    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
-    return workflow["jobs"]["tests"]["strategy"]["matrix"]
 
 
 def as_version_key(text: str) -> tuple[int, ...]:
@@ -120,40 +84,6 @@ def test_the_changelog_heading_names_the_version() -> None:
         assert heading == f"Unreleased ({version.base_version})"
     else:
         assert re.fullmatch(re.escape(str(version)) + r"(?: \(\d{4}-\d{2}-\d{2}\))?", heading), heading
-
-
-# -- versions claimed and tested ---------------------------------------------------
-
-
-def test_django_versions_claimed_are_classified_and_tested() -> None:
-    claims = re.findall(r"\bDjango (\d+\.\d+(?:(?:, | and | or )\d+\.\d+)*)", README)
-    claimed = {v for claim in claims for v in re.findall(r"\d+\.\d+", claim)}
-    assert claimed, "the README names no Django version"
-    classifiers = classified("Framework :: Django")
-    assert set(classifiers) == claimed
-    assert "Framework :: Django" in CLASSIFIERS
-    assert tox_factors(r"django(\d)(\d+)") == claimed
-    assert set(workflow_matrix()["django"]) == claimed
-    django = next(Requirement(r) for r in PROJECT["dependencies"] if Requirement(r).name.lower() == "django")
-    major, minor = as_version_key(min(claimed, key=as_version_key))
-    assert django.specifier.contains(f"{major}.{minor}.0"), "the oldest Django claimed must be allowed"
-    below = f"{major}.{minor - 1}.99" if minor else f"{major - 1}.99"
-    assert not django.specifier.contains(below), "an older Django than claimed is allowed"
-
-
-def test_python_versions_match_requires_python() -> None:
-    requires = SpecifierSet(PROJECT["requires-python"])
-    [lower_bound] = [s.version for s in requires if s.operator == ">="]
-    versions = classified("Programming Language :: Python")
-    assert versions, "no Python version classifiers"
-    assert all(requires.contains(v) for v in versions)
-    minors = sorted(int(v.split(".")[1]) for v in versions)
-    assert f"3.{minors[0]}" == lower_bound, "the oldest Python allowed must be listed"
-    assert minors == list(range(minors[0], minors[-1] + 1)), "no gaps between the listed versions"
-    assert tox_factors(r"py(3)(\d+)") == set(versions)
-    assert set(workflow_matrix()["python"]) == set(versions)
-    assert f"Python {lower_bound}+" in README
-    assert "Programming Language :: Python :: 3 :: Only" in CLASSIFIERS
 
 
 # -- license, metadata, package data ---------------------------------------------------

@@ -8,8 +8,10 @@ from typing import Any
 from celery.backends.base import KeyValueStoreBackend
 from kombu.utils.encoding import bytes_to_str
 
+from .chords import GroupBodyFailures
 
-class CacheBackend(KeyValueStoreBackend):
+
+class CacheBackend(GroupBodyFailures, KeyValueStoreBackend):
     """Celery result backend storing results in the Django cache named by ``cache_backend``.
 
     Values are serialized with ``result_serializer`` (JSON by default) and read

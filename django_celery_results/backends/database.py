@@ -24,6 +24,7 @@ from .. import codec, engines, notify
 from ..exceptions import UnstorableText, ValueTooLong
 from ..managers import PartOutcome
 from ..values import check_id, check_ids
+from .chords import GroupBodyFailures
 
 if TYPE_CHECKING:
     from ..models import ChordCounter, TaskResult
@@ -121,7 +122,7 @@ def _models() -> ModuleType:
     return models
 
 
-class DatabaseBackend(BaseDictBackend):
+class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
     """Celery result backend storing results in Django's database.
 
     The models are imported when first used, so the backend can be built
