@@ -3,8 +3,8 @@
 Every query reads at most a fixed number of rows through an index:
 
 * state counts over the last hour, day and week: the newest :attr:`COUNT_CAP`
-  rows of the week along ``date_done``'s index, counted in the database (a
-  count that reaches the cap is shown as "at least");
+  rows of the week, read from the ``(date_done, status)`` index alone and
+  counted in the database (a count that reaches the cap is shown as "at least");
 * the chart and the per-task table: the newest :attr:`SAMPLE_SIZE` rows of
   the last day along the same index, summarised here;
 * the oldest PENDING and STARTED tasks: the first rows of the
