@@ -78,7 +78,7 @@ def test_overview_counts_states_per_period_and_ranks_tasks(admin_client: Client)
     tasks = text.split('<table class="dcr-tasks">', 1)[1].split("</table>", 1)[0]
     # Over the last day: proj.a ran 3 times, one failure; runtimes of finished runs 1, 2, 3 s.
     assert re.search(
-        r"proj\.a</code></a></td><td class=\"dcr-number\">3</td><td class=\"dcr-number\">33\.3 %</td>"
+        r"proj\.<wbr>a</a></td><td class=\"dcr-number\">3</td><td class=\"dcr-number\">33\.3 %</td>"
         r"<td class=\"dcr-number\">2\.0 s</td><td class=\"dcr-number\">2\.9 s</td>", tasks,
     ), tasks
     assert "proj.b" not in tasks and "proj.old" not in tasks

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..conf import app_settings
 from ..models import GroupResult, TaskResult
+from . import display
 from .display import pretty_text
 
 if TYPE_CHECKING:
@@ -219,6 +220,14 @@ class ResultAdmin(admin.ModelAdmin):
             json_text=obj.content_encoding != BINARY_ENCODING,
             empty=self.get_empty_value_display(),
         )
+
+    @admin.display(description=label(TaskResult, "date_done"), ordering="date_done")
+    def date_done_moment(self, obj: TaskResult | GroupResult) -> SafeString | str:
+        return display.moment_html(obj.date_done, self.get_empty_value_display())
+
+    @admin.display(description=label(TaskResult, "date_created"))
+    def date_created_moment(self, obj: TaskResult | GroupResult) -> SafeString | str:
+        return display.moment_html(obj.date_created, self.get_empty_value_display())
 
     @admin.display(description=label(TaskResult, "result"))
     def pretty_result(self, obj: TaskResult | GroupResult) -> SafeString | str:

@@ -144,7 +144,8 @@ class SlowFilter(admin.SimpleListFilter):
         return queryset.filter(date_done__gte=timezone.now() - self.window).alias(
             runtime=runtime
         ).filter(
-            status__in=states.READY_STATES, date_started__isnull=False, runtime__gt=timedelta(seconds=seconds),
+            status__in=states.READY_STATES, date_started__isnull=False,
+            runtime__gt=timedelta(seconds=seconds),
         )
 
 

@@ -83,7 +83,8 @@ class GroupResultAdmin(ResultAdmin):
     fieldsets = (
         (None, {"fields": ("group_id", "content_type", "content_encoding"), "classes": WIDE}),
         (_("Members"), {"fields": ("members",), "classes": WIDE}),
-        (_("Result"), {"fields": ("pretty_result", "date_created", "date_done"), "classes": WIDE}),
+        (_("Result"), {"fields": ("pretty_result", "date_created_moment", "date_done_moment"),
+                       "classes": WIDE}),
     )
     edit_fieldsets = (
         (None, {"fields": ("group_id", "content_type", "content_encoding"), "classes": WIDE}),

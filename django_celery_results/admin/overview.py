@@ -63,6 +63,10 @@ class TaskStats:
         return display.duration_text(timedelta(seconds=cuts[round(fraction * 100) - 1]))
 
     @property
+    def name_html(self) -> SafeString:
+        return display.breakable(self.name or "-")
+
+    @property
     def median(self) -> str:
         return self.runtime_at(0.5)
 
@@ -181,7 +185,11 @@ class OverviewView(TemplateView):
         rows.sort(key=lambda row: row.date_created)
         return [
             {
-                "pk": row.pk, "task_id": row.task_id, "task_name": row.task_name, "worker": row.worker,
+                "task": display.short_id_html(
+                    row.task_id, reverse("admin:django_celery_results_taskresult_change", args=[row.pk]),
+                ),
+                "task_name": display.breakable(row.task_name or "-"),
+                "worker": display.breakable(row.worker or "-"),
                 "status_badge": display.state_badge(row.status),
                 "created_html": display.moment_html(row.date_created),
             }
@@ -204,7 +212,7 @@ class OverviewView(TemplateView):
 
 
 #: The chart's drawing area, in SVG user units.
-CHART_WIDTH, CHART_HEIGHT, CHART_LEFT, CHART_BOTTOM = 720, 180, 44, 24
+CHART_WIDTH, CHART_HEIGHT, CHART_LEFT, CHART_BOTTOM = 480, 200, 40, 22
 
 
 def throughput_chart(sample: list[tuple[Any, ...]], now: datetime) -> SafeString:

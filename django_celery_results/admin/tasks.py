@@ -100,12 +100,14 @@ def find_by_id(model_admin: admin.ModelAdmin, request: HttpRequest, field: str, 
 class TaskResultAdmin(ResultAdmin):
     """Admin of task results; see :mod:`django_celery_results.admin` for editing, actions and scale."""
 
+    # Two lines per cell (name over id, runtime over waiting, worker over queue):
+    # the list fits 1280 px beside Django's navigation and filter sidebars.
     list_display = (
-        "status_badge", "short_task_id", "task_name", "date_done_moment", "runtime", "waiting",
-        "worker", "queue", "retries", "periodic_task_name",
+        "state_and_retries", "task", "date_done_moment", "durations", "worker_and_queue",
+        "periodic_task_name",
     )
-    list_display_links = None  # the short id is the link; the badge and names stay selectable
-    optional_columns = ("runtime", "waiting", "worker", "queue", "retries", "periodic_task_name")
+    list_display_links = None  # the task cell holds the links; the rest stays selectable
+    optional_columns = ("durations", "worker_and_queue", "periodic_task_name")
     list_filter = (
         StatusFilter, "date_done", SlowFilter, PeriodicTaskNameFilter, TaskNameFilter, WorkerFilter,
     )
@@ -152,32 +154,54 @@ class TaskResultAdmin(ResultAdmin):
     # -- columns ------------------------------------------------------------
 
     def column_filled(self, name: str, row: Any) -> bool:
-        if name == "runtime":
-            return row.date_started is not None and row.date_done is not None
-        if name == "waiting":
+        if name == "durations":
             return row.date_started is not None
-        if name == "retries":
-            return bool(row.retries)
+        if name == "worker_and_queue":
+            return bool(row.worker or row.queue)
         return super().column_filled(name, row)
+
+    @admin.display(description=label(TaskResult, "status"), ordering="status")
+    def state_and_retries(self, obj: TaskResult) -> SafeString:
+        """The state's badge, and how many retries it took when there were any."""
+        if not obj.retries:
+            return display.state_badge(obj.status)
+        retries = ngettext("%(n)d retry", "%(n)d retries", obj.retries) % {"n": obj.retries}
+        return format_html('{}<small class="dcr-sub">{}</small>', display.state_badge(obj.status), retries)
+
+    @admin.display(description=label(TaskResult, "task_name"), ordering="task_name")
+    def task(self, obj: TaskResult) -> SafeString:
+        """The task name over the start of its id; both link to the task, the id can be copied."""
+        url = reverse("admin:django_celery_results_taskresult_change", args=[obj.pk])
+        return format_html(
+            '<a class="dcr-name" href="{}">{}</a><span class="dcr-sub">{}</span>',
+            url, display.breakable(unescape_text(obj.task_name) or self.get_empty_value_display()),
+            display.short_id_html(obj.task_id, url),
+        )
+
+    @admin.display(description=_("Runtime (waiting)"))
+    def durations(self, obj: TaskResult) -> SafeString:
+        """How long it ran, over how long it waited for a worker."""
+        waited = self.waiting(obj)
+        return format_html(
+            "{}{}", self.runtime(obj) or "-",
+            format_html('<small class="dcr-sub">{}</small>', _("waited %(time)s") % {"time": waited})
+            if waited else "",
+        )
+
+    @admin.display(description=label(TaskResult, "worker"), ordering="worker")
+    def worker_and_queue(self, obj: TaskResult) -> SafeString:
+        """The worker's host name over the queue the task came from."""
+        queue = unescape_text(obj.queue)
+        return format_html(
+            "{}{}", display.breakable(unescape_text(obj.worker) or "-"),
+            format_html('<small class="dcr-sub">{}</small>', _("queue %(name)s") % {"name": queue})
+            if queue else "",
+        )
 
     @admin.display(description=label(TaskResult, "status"), ordering="status")
     def status_badge(self, obj: TaskResult) -> SafeString:
         """The state as a badge: colour, a mark and the name."""
         return display.state_badge(obj.status)
-
-    @admin.display(description=label(TaskResult, "task_id"), ordering="task_id")
-    def short_task_id(self, obj: TaskResult) -> SafeString:
-        """The id's first characters, linking to the task; the full id in the title and copy button."""
-        url = reverse("admin:django_celery_results_taskresult_change", args=[obj.pk])
-        return display.short_id_html(obj.task_id, url)
-
-    @admin.display(description=label(TaskResult, "date_done"), ordering="date_done")
-    def date_done_moment(self, obj: TaskResult) -> SafeString | str:
-        return display.moment_html(obj.date_done, self.get_empty_value_display())
-
-    @admin.display(description=label(TaskResult, "date_created"))
-    def date_created_moment(self, obj: TaskResult) -> SafeString | str:
-        return display.moment_html(obj.date_created, self.get_empty_value_display())
 
     @admin.display(description=label(TaskResult, "date_started"))
     def date_started_moment(self, obj: TaskResult) -> SafeString | str:
