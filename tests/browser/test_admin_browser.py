@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from celery import group, states
-from playwright.sync_api import expect
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from django_celery_results import admin as results_admin
 from django_celery_results.models import GroupResult, TaskResult
