@@ -294,7 +294,7 @@ def test_rerun_sends_the_same_call_under_a_new_id_and_refuses_the_rest(
 
     operator = staff("view_taskresult", "rerun_taskresult")
     text = page(act(operator, "rerun_tasks", exact, masked))
-    assert f"Not re-run {masked.task_id}: the stored positional arguments are not Python literals" in text
+    assert f"Not re-run {masked.task_id}: the stored arguments are not Python literals" in text
     sent = drain(memory_app.connection_for_read())
     assert len(sent) == 1
     headers, (args, kwargs, _embed) = sent[0].headers, sent[0].decode()

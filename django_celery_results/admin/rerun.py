@@ -52,46 +52,45 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def _from_repr(text: str, limit: int, label: str) -> Any:
+def _from_repr(text: str, limit: int) -> Any:
     """The value whose ``saferepr`` is ``text``, if ``text`` is provably a whole, uncut repr."""
     if len(text) >= limit - CUT_MARGIN:
         raise NotReconstructible(
-            _("the stored %(what)s are %(n)d characters long: Celery may have cut them at %(limit)d")
-            % {"what": label, "n": len(text), "limit": limit}
+            _("the stored arguments are %(n)d characters long: Celery may have cut them at %(limit)d")
+            % {"n": len(text), "limit": limit}
         )
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as exc:
         raise NotReconstructible(
-            _("the stored %(what)s are not Python literals (masked by argsrepr?)") % {"what": label}
+            _("the stored arguments are not Python literals (masked by argsrepr?)")
         ) from exc
     if not _plain(value) or saferepr(value, limit) != text:
         raise NotReconstructible(
-            _("the stored %(what)s are only a shortened or masked description") % {"what": label}
+            _("the stored arguments are only a shortened or masked description")
         )
     return value
 
 
-def _decoded(row: TaskResult, column: str, label: str, limit: int) -> Any:
+def _decoded(row: TaskResult, column: str, limit: int) -> Any:
     text = getattr(row, column)
     if text is None:
-        raise NotReconstructible(_("the %(what)s were not stored (result_extended off?)") % {"what": label})
+        raise NotReconstructible(_("the arguments were not stored (result_extended off?)"))
     if row.content_type != JSON:
         # Decoding pickle here would run code the row holds; other serializers are not checked.
         raise NotReconstructible(
-            _("the %(what)s are stored as %(type)s; only JSON rows are re-run")
-            % {"what": label, "type": row.content_type}
+            _("the arguments are stored as %(type)s; only JSON rows are re-run") % {"type": row.content_type}
         )
     codec = Codec(serializer="json", accept=[JSON])
     try:
         value = codec.decode(row.content_type, row.content_encoding, text)
     except (DecodeError, ValueError, TypeError) as exc:
-        raise NotReconstructible(_("the stored %(what)s cannot be decoded") % {"what": label}) from exc
+        raise NotReconstructible(_("the stored arguments cannot be decoded")) from exc
     if isinstance(value, str):  # the text of argsrepr/kwargsrepr
-        value = _from_repr(value, limit, label)
+        value = _from_repr(value, limit)
     elif not _plain(value):
         raise NotReconstructible(
-            _("the stored %(what)s hold values that cannot be sent again") % {"what": label}
+            _("the stored arguments hold values that cannot be sent again")
         )
     return value
 
@@ -105,8 +104,8 @@ def call_of(row: TaskResult, args_limit: int, kwargs_limit: int) -> Call:
     name = unescape_text(row.task_name)
     if not name:
         raise NotReconstructible(_("the task name was not stored"))
-    args = _decoded(row, "task_args", _("positional arguments"), args_limit)
-    kwargs = _decoded(row, "task_kwargs", _("keyword arguments"), kwargs_limit)
+    args = _decoded(row, "task_args", args_limit)
+    kwargs = _decoded(row, "task_kwargs", kwargs_limit)
     if not isinstance(args, (list, tuple)):
         raise NotReconstructible(_("the stored positional arguments are not a sequence"))
     if not isinstance(kwargs, dict):
