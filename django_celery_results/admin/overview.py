@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.views.generic import TemplateView
@@ -147,7 +148,7 @@ class OverviewView(TemplateView):
         return [
             {
                 "badge": display.state_badge(status),
-                "link": f"?status__exact={status}",
+                "link": "?" + urlencode({"status__exact": status}),
                 "numbers": found[status],
                 "capped": capped,
             }

@@ -398,7 +398,8 @@ class TaskResultAdmin(ResultAdmin):
         app = celery_app()
         limits = (app.amqp.argsrepr_maxsize, app.amqp.kwargsrepr_maxsize)
         sent: list[tuple[str, str]] = []
-        for row in queryset.order_by("date_done"):
+        columns = ("task_id", "task_name", "task_args", "task_kwargs", "content_type", "content_encoding")
+        for row in queryset.order_by("date_done").only(*columns):
             try:
                 call = call_of(row, *limits)
             except NotReconstructible as reason:

@@ -65,7 +65,9 @@ def chromium() -> Iterator[Any]:
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
     """A fresh browser context and page at 1280 px wide, in English."""
-    context = chromium.new_context(viewport=VIEWPORT, locale="en-US")
+    context = chromium.new_context(
+        viewport=VIEWPORT, locale="en-US", permissions=["clipboard-read", "clipboard-write"],
+    )
     context.set_default_timeout(15_000)
     page = context.new_page()
     try:

@@ -113,6 +113,10 @@ def test_an_operator_follows_tasks_through_the_admin(
     page.press("#searchbar", "Enter")
     page.wait_for_url(re.compile(r"\?q="))
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    # The whole id is one click away, though only its start is shown.
+    page.locator("#result_list button.dcr-copy").click()
+    expect(page.locator("#result_list button.dcr-copied")).to_have_count(1)
+    assert page.evaluate("navigator.clipboard.readText()") == success.id
     page.locator("#result_list a.dcr-id").click()
     page.wait_for_url(re.compile(r"/change/$"))
     expect(page.locator(".dcr-badge-success")).to_have_count(1)
