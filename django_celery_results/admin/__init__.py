@@ -1,7 +1,8 @@
-"""The admin of task and group results: read-only by default, built to stay fast on big tables.
+"""The admin of task results, groups and chords: read-only by default, fast on big tables.
 
-``TaskResult`` and ``GroupResult`` are registered on the default admin site
-with :class:`TaskResultAdmin` and :class:`GroupResultAdmin`. To customise
+``TaskResult``, ``GroupResult`` and ``ChordCounter`` are registered on the
+default admin site with :class:`TaskResultAdmin`, :class:`GroupResultAdmin`
+and :class:`ChordCounterAdmin`. To customise
 them, import the class (which also makes sure ours is registered, whatever
 the order of ``INSTALLED_APPS``), unregister, and register your own::
 
@@ -63,7 +64,6 @@ Scale
     Search is a substring match over several text columns, as upstream's, and
     so scans the table; it runs only when someone searches.
 """
-
 
 from __future__ import annotations
 
