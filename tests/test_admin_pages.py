@@ -14,7 +14,9 @@ import pytest
 from celery import Celery, states
 from celery.utils.saferepr import saferepr
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -189,6 +191,30 @@ def test_group_page_lists_members_with_progress(admin_client: Client) -> None:
         assert f'href="{reverse(f"{TASKS}_by_id", args=[member])}"' in text
     assert text.count("dcr-badge-pending") == 1  # the member with no row yet
     assert ">2.0 s<" in text
+
+
+@pytest.mark.parametrize(("members", "reads"), [(3, 1), (500, 1), (501, 2)])
+def test_a_group_page_reads_member_states_500_ids_at_a_time(
+    admin_client: Client, members: int, reads: int,
+) -> None:
+    ids = [str(uuid4()) for _ in range(members)]
+    TaskResult.objects.bulk_create(
+        [
+            TaskResult(task_id=i, status=states.SUCCESS, content_type="application/json",
+                       content_encoding="utf-8")
+            for i in ids
+        ],
+        batch_size=250,
+    )
+    group = GroupResult.objects.create(
+        group_id="g-many", content_type="application/json", content_encoding="utf-8",
+        result=json.dumps([["g-many", None], [[[i, None], None] for i in ids]]),
+    )
+    with CaptureQueriesContext(connection) as captured:
+        text = page(admin_client.get(reverse(f"{GROUPS}_change", args=[group.pk])))
+    table = TaskResult._meta.db_table
+    assert len([q for q in captured.captured_queries if table in q["sql"]]) == reads
+    assert f"{members} / {members} done, 0 failed" in text
 
 
 def test_chord_counters_are_read_only_and_stuck_ones_filterable(
