@@ -18,7 +18,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import app_settings
-from ..models import GroupResult, TaskResult
+from ..models import ChordCounter, GroupResult, TaskResult
 from . import display
 from .display import pretty_text
 
@@ -223,10 +223,12 @@ class ResultAdmin(admin.ModelAdmin):
 
     @admin.display(description=label(TaskResult, "date_done"), ordering="date_done")
     def date_done_moment(self, obj: TaskResult | GroupResult) -> SafeString | str:
+        """When the latest state was stored, to the second, and how long ago."""
         return display.moment_html(obj.date_done, self.get_empty_value_display())
 
-    @admin.display(description=label(TaskResult, "date_created"))
-    def date_created_moment(self, obj: TaskResult | GroupResult) -> SafeString | str:
+    @admin.display(description=label(TaskResult, "date_created"), ordering="date_created")
+    def date_created_moment(self, obj: TaskResult | GroupResult | ChordCounter) -> SafeString | str:
+        """When the row was first written, to the second, and how long ago."""
         return display.moment_html(obj.date_created, self.get_empty_value_display())
 
     @admin.display(description=label(TaskResult, "result"))

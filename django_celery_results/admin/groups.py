@@ -122,13 +122,13 @@ class ChordCounterAdmin(ResultAdmin):
     latter through the index on ``date_created``.
     """
 
-    list_display = ("group_id", "parts_expected", "age", "date_created")
+    list_display = ("group_id", "parts_expected", "age", "date_created_moment")
     list_filter = (ChordAgeFilter,)
     search_fields = ("group_id",)
     ordering = ("date_created",)
     date_hierarchy = None  # type: ignore[assignment]
     fieldsets = (
-        (None, {"fields": ("group_id", "parts_expected", "age", "date_created"), "classes": WIDE}),
+        (None, {"fields": ("group_id", "parts_expected", "age", "date_created_moment"), "classes": WIDE}),
         (_("Header"), {"fields": ("header",), "classes": WIDE}),
     )
 
@@ -142,7 +142,7 @@ class ChordCounterAdmin(ResultAdmin):
         return self.fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return ("group_id", "parts_expected", "age", "date_created", "header")
+        return ("group_id", "parts_expected", "age", "date_created_moment", "header")
 
     @admin.display(description=_("Parts still expected"), ordering="count")
     def parts_expected(self, obj: ChordCounter) -> int:

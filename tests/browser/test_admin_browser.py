@@ -8,18 +8,22 @@ a running one. Each page is saved as a screenshot, and must fit 1280 px.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import group, states
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from django_celery_results import admin as results_admin
-from django_celery_results.models import GroupResult, TaskResult
+from django_celery_results.models import ChordCounter, GroupResult, TaskResult
 from tests.workers import Worker, running_worker
 
 pytestmark = [
@@ -135,12 +139,25 @@ def test_an_operator_follows_tasks_through_the_admin(
     expect(page.locator("table.dcr-members tbody tr")).to_have_count(3)
     shoot(page, screenshots, "group")
 
+    # Chords: one applied two hours ago, its header never finished.
+    part = str(uuid.uuid4())
+    stuck = ChordCounter.objects.create(
+        group_id=str(uuid.uuid4()), sub_tasks=json.dumps([[[part, None], None]]), count=1,
+    )
+    ChordCounter.objects.filter(pk=stuck.pk).update(date_created=timezone.now() - timedelta(hours=2))
+    page.goto(url + reverse("admin:django_celery_results_chordcounter_changelist"))
+    page.locator("#changelist-filter a", has_text="1 hour").click()
+    page.wait_for_url(re.compile(r"older_than=1h"))
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    shoot(page, screenshots, "stuck-chords")
+
     # The overview, from the list's tools.
     page.goto(changelist)
     page.click("text=Overview")
     expect(page.locator("svg.dcr-chart rect.dcr-bar")).to_have_count(24)
     assert "tests.workers.add" in page.locator("table.dcr-tasks").inner_text()
     assert running.id[:8] in page.locator("table.dcr-unfinished").inner_text()
+    assert stuck.group_id in page.locator("table.dcr-stuck").inner_text()
     shoot(page, screenshots, "overview")
 
     # Re-run the success: the same call under a new id, run by the worker.
