@@ -22,10 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The window the pages must fit without horizontal scrolling.
 VIEWPORT = {"width": 1280, "height": 800}
 
-# Playwright's sync API keeps an event loop in this thread; Django refuses ORM
-# calls from a thread with a running loop unless told that this is intended.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 def chromium_path() -> str:
     found = os.environ.get("DCR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -44,13 +40,17 @@ def screenshots() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per module, closed with it."""
     executable = chromium_path()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
+    # Playwright's sync API keeps an event loop running in this thread; Django
+    # refuses ORM calls from such a thread unless told it is intended (only
+    # while the browser runs: the rest of the suite keeps the check).
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(
             executable_path=executable, headless=True,
             # Root in a container has no user namespace for Chromium's sandbox.
