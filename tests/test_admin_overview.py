@@ -121,6 +121,13 @@ def test_the_chart_is_inline_svg_with_no_outside_resource(admin_client: Client) 
         assert not re.match(r"(https?:)?//", src), src
 
 
+def test_overview_works_without_time_zones(admin_client: Client, settings: Any) -> None:
+    task(done_ago=timedelta(minutes=5))
+    settings.USE_TZ = False
+    text = admin_client.get(reverse(OVERVIEW)).content.decode()
+    assert '<svg class="dcr-chart"' in text and "proj.<wbr>a" in text
+
+
 def test_overview_needs_the_view_permission(django_user_model: Any) -> None:
     def client_of(*codenames: str) -> Client:
         user = django_user_model.objects.create_user(username=f"u-{uuid4().hex[:6]}", is_staff=True)

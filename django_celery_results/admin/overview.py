@@ -233,7 +233,9 @@ def throughput_chart(sample: list[tuple[Any, ...]], now: datetime) -> SafeString
     step = plot_w / hours
     bars = []
     for slot in range(hours):
-        start = timezone.localtime(end - timedelta(hours=hours - slot))
+        start = end - timedelta(hours=hours - slot)
+        if timezone.is_aware(start):  # USE_TZ: hours on the site's clock
+            start = timezone.localtime(start)
         x = CHART_LEFT + slot * step
         total_h = plot_h * totals[slot] / peak
         fail_h = plot_h * failures[slot] / peak
