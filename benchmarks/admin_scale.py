@@ -20,6 +20,7 @@ Runs alone, on its own scratch database ``dcr_bench_admin``
    drill-downs, a search for a task id prefix and a change page. Each request
    is made once untimed, then 5 times timed (the figure is the median), then
    once more with its SQL captured (the query count, and each query's time).
+   The overview page and the runtime and stuck-chord filters are among them.
 
 A request whose median is over 1 s is flagged (``met`` NO), and the plan of
 its slowest query (``EXPLAIN ANALYZE`` on PostgreSQL, ``ANALYZE`` on MariaDB)
@@ -253,6 +254,8 @@ def requests(chosen: Picks, change_pk: int) -> list[tuple[str, str, dict[str, st
     """``(label, path, query)`` of each request timed."""
     changelist = reverse("admin:django_celery_results_taskresult_changelist")
     change = reverse("admin:django_celery_results_taskresult_change", args=[change_pk])
+    overview = reverse("admin:django_celery_results_taskresult_overview")
+    chords = reverse("admin:django_celery_results_chordcounter_changelist")
     year, month, day = str(chosen.year), str(chosen.month), str(chosen.day.day)
     return [
         ("changelist", changelist, {}),
@@ -272,6 +275,9 @@ def requests(chosen: Picks, change_pk: int) -> list[tuple[str, str, dict[str, st
         ("search_task_id", changelist, {"q": chosen.task_id_prefix}),
         ("search_text", changelist, {"q": chosen.text}),
         ("change_page", change, {}),
+        ("slow_over_10s", changelist, {"slower_than": "10s"}),
+        ("overview", overview, {}),
+        ("stuck_chords", chords, {"older_than": "1h"}),
     ]
 
 

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 ID_MAX_LENGTH = app_settings.task_id_max_length
 #: The unique index of ``ChordPart`` on (group_id, task_id): each part counts once.
 CHORD_PART_UNIQUE = "django_cele_chordpart_uniq"
+#: The index of ``TaskResult`` on (status, date_created): the oldest rows of a state.
+TASK_STATE_AGE_INDEX = "django_cele_status_age_idx"
+#: The index of ``TaskResult`` on (date_done, status): states of the newest rows, without the table.
+TASK_DONE_STATE_INDEX = "django_cele_done_state_idx"
+#: The index of ``ChordCounter`` on date_created: the oldest (stuck) chords.
+CHORD_AGE_INDEX = "django_cele_chord_age_idx"
 
 
 class TaskResult(models.Model):
@@ -114,7 +120,12 @@ class TaskResult(models.Model):
             models.Index(fields=["date_created"], name="django_cele_date_cr_f04a50_idx"),
             models.Index(fields=["date_done"], name="django_cele_date_do_f59aad_idx"),
             models.Index(fields=["periodic_task_name"], name="django_cele_periodi_1993cf_idx"),
+            # The admin overview's oldest PENDING/STARTED tasks: the first rows of one state.
+            models.Index(fields=["status", "date_created"], name=TASK_STATE_AGE_INDEX),
+            # The overview's counts per state: the newest rows' states, read from the index alone.
+            models.Index(fields=["date_done", "status"], name=TASK_DONE_STATE_INDEX),
         ]
+        permissions = [("rerun_taskresult", _("Can re-run task results"))]
 
     def __str__(self) -> str:
         return f"<Task: {self.task_id} ({self.status})>"
@@ -164,6 +175,12 @@ class ChordCounter(models.Model):
     )
 
     objects = managers.ChordCounterManager()
+
+    class Meta:
+        indexes = [
+            # The admin's stuck chords: the oldest counters, whatever the table's size.
+            models.Index(fields=["date_created"], name=CHORD_AGE_INDEX),
+        ]
 
     def __str__(self) -> str:
         return f"<ChordCounter: {self.group_id} ({self.count} left)>"

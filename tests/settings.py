@@ -148,6 +148,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # The admin's CSS and JS, served by the browser suite's live server.
+    "django.contrib.staticfiles",
     "django_celery_results",
 ]
 

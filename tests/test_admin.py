@@ -31,7 +31,7 @@ from django_celery_results.admin import (
     TaskResultAdmin,
     pretty_text,
 )
-from django_celery_results.models import GroupResult, TaskResult
+from django_celery_results.models import ChordCounter, GroupResult, TaskResult
 
 pytestmark = pytest.mark.django_db
 
@@ -125,16 +125,18 @@ def test_models_are_registered_with_the_public_admin_classes() -> None:
 
 
 def test_changelist_columns_filters_search_and_hierarchy(admin_client: Client) -> None:
-    task(periodic_task_name="nightly")
+    task(periodic_task_name="nightly", date_started=datetime.now(timezone.utc))
     response = admin_client.get(reverse(f"{TASKS}_changelist"))
     assert response.status_code == 200
     cl = response.context["cl"]
     assert list(cl.list_display) == [
-        "action_checkbox", "task_id", "periodic_task_name", "task_name", "date_done", "status", "worker",
+        "action_checkbox", "state_and_retries", "task", "date_done_moment", "durations", "worker_and_queue",
+        "periodic_task_name",
     ]
     # The parameters upstream's filters used, so bookmarked URLs keep working.
     assert [getattr(spec, "parameter_name", None) or spec.field_path for spec in cl.filter_specs] == [
-        "status__exact", "date_done", "periodic_task_name__exact", "task_name__exact", "worker__exact",
+        "status__exact", "date_done", "slower_than", "periodic_task_name__exact", "task_name__exact",
+        "worker__exact",
     ]
     assert set(cl.search_fields) == {
         "task_name", "task_id", "status", "task_args", "task_kwargs", "periodic_task_name",
@@ -208,13 +210,16 @@ def test_readonly_fields_cover_every_shown_field_unless_edits_allowed(
 ) -> None:
     request = rf.get("/")
     request.user = admin_user
-    for model_admin in (task_admin(), admin.site._registry[GroupResult]):
-        shown = {
-            name for _title, opts in model_admin.get_fieldsets(request) for name in opts["fields"]
-        }
-        assert set(model_admin.get_readonly_fields(request)) == shown
+    def shown(model_admin: Any) -> set[str]:
+        return {name for _title, opts in model_admin.get_fieldsets(request) for name in opts["fields"]}
+
+    for model_admin in (task_admin(), admin.site._registry[GroupResult], admin.site._registry[ChordCounter]):
+        assert set(model_admin.get_readonly_fields(request)) == shown(model_admin)
         allow_edits(True)
-        assert set(model_admin.get_readonly_fields(request)) < shown
+        if model_admin.has_change_permission(request):
+            assert set(model_admin.get_readonly_fields(request)) < shown(model_admin)
+        else:  # chord counters are the chord protocol's state: never editable
+            assert set(model_admin.get_readonly_fields(request)) == shown(model_admin)
         allow_edits(False)
 
 

@@ -193,19 +193,19 @@ def planner_prefers_indexes() -> Iterator[None]:
             cursor.execute("RESET enable_seqscan")
 
 
-def indexes_used(sql: str) -> list[str]:
-    """The indexes each engine's EXPLAIN says ``sql`` reads the task table through."""
+def indexes_used(sql: str, table: str = TABLE) -> list[str]:
+    """The indexes each engine's EXPLAIN says ``sql`` reads ``table`` (the task table) through."""
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
             cursor.execute(f"EXPLAIN {sql}")
             names = [column[0] for column in cursor.description]
             plan = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            return [str(step["key"]) for step in plan if step["table"] == TABLE and step["key"]]
+            return [str(step["key"]) for step in plan if step["table"] == table and step["key"]]
         if connection.vendor == "sqlite":
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
             details = [str(row[-1]) for row in cursor.fetchall()]
             marker = "INDEX "
-            return [d.split(marker, 1)[1].split()[0] for d in details if TABLE in d and marker in d]
+            return [d.split(marker, 1)[1].split()[0] for d in details if table in d and marker in d]
         cursor.execute(f"EXPLAIN {sql}")
         lines = [str(row[0]) for row in cursor.fetchall()]
         found = []
