@@ -480,20 +480,33 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
 
         return ChordPart._base_manager.using(alias or self.write_alias())
 
+    @transaction_retry(max_retries=2)
     def resize(self, group_id: str, size: int) -> None:
         """Set the number of parts, counting what already finished (``set_chord_size``).
 
-        One UPDATE: the parts counted so far are the group's part rows, counted
-        by a subquery, so no read-then-write can race a worker.
+        Celery calls this while the first parts already finish on workers. The
+        counter's row lock is taken first, by a no-op UPDATE; the part rows are
+        counted after it, so every part that decremented before is seen and
+        every later one decrements the new count (an UPDATE counting in its
+        own statement would, on PostgreSQL, miss a part committed while it
+        waited for the lock, and the chord would never complete). Committed
+        at once even inside the caller's transaction, as :meth:`start` is.
         """
         alias = self.write_alias()
+        counters = self.for_write().filter(group_id=group_id)
         counted = self.parts(alias).filter(group_id=group_id).order_by().annotate(
             n=Func(models.F("id"), function="COUNT", output_field=models.IntegerField()),
         ).values("n")
         finished = Coalesce(Subquery(counted, output_field=models.IntegerField()), Value(0))
-        self.for_write().filter(group_id=group_id).update(
-            count=Greatest(Value(size) - finished, Value(0), output_field=models.IntegerField()),
-        )
+
+        def write() -> None:
+            with transaction.atomic(using=alias):
+                if counters.update(count=models.F("count")):
+                    counters.update(
+                        count=Greatest(Value(size) - finished, Value(0), output_field=models.IntegerField()),
+                    )
+
+        outside_transaction(alias, write)
 
     def add_part(self, group_id: str, part: Any) -> None:
         """One more part to wait for (``add_to_chord``), in one UPDATE."""

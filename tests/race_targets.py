@@ -52,3 +52,11 @@ def finish_parts(broker_dir: str, group_id: str, callback: dict, parts: list[str
         request = Context(id=task_id, group=group_id, chord=callback, task="proj.part", delivery_info={})
         app.backend.mark_as_done(task_id, int(task_id.rsplit("-", 1)[1]), request=request)
     return len(order)
+
+
+def resize_chord(group_id: str, size: int) -> int:
+    """Tell the chord its size (``set_chord_size``); the counter's count afterwards."""
+    from django_celery_results.models import ChordCounter
+
+    _app().backend.set_chord_size(group_id, size)
+    return ChordCounter.objects.get(group_id=group_id).count

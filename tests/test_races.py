@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,17 @@ import pytest
 from celery import states
 from celery import uuid as celery_uuid
 from celery.app.task import Context
+from django.db import transaction
 from kombu import Connection
 
 from django_celery_results.engines import state_rank
+from django_celery_results.managers import PartOutcome
 from django_celery_results.models import ChordCounter, TaskResult
 from tests.brokers import drain
 from tests.conftest import make_app
+from tests.lock_waits import wait_for_a_lock_waiter
 from tests.processes import run_in_processes
-from tests.race_targets import finish_parts, value_of, write_states
+from tests.race_targets import finish_parts, resize_chord, value_of, write_states
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,3 +120,32 @@ def test_chord_with_a_failing_part_marks_the_callback_failed(tmp_path: Path) -> 
     outcome = app.AsyncResult(callback.id)
     assert outcome.state == states.FAILURE
     assert parts[7] in str(outcome.result)
+
+
+def test_set_chord_size_racing_a_part_keeps_its_decrement() -> None:
+    """Celery sizes the chord while the first parts already finish on workers.
+
+    Here a part commits while ``set_chord_size`` (another process) waits for
+    the counter: the size must count that part, or the chord waits forever.
+    """
+    app = make_app()
+    group_id = celery_uuid()
+    parts = [f"{group_id}-{index}" for index in range(3)]
+    callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
+    app.backend.apply_chord((group_id, [app.AsyncResult(p) for p in parts]), callback)
+    sized: list[Any] = []
+
+    with transaction.atomic():
+        ChordCounter.objects.select_for_update().get(group_id=group_id)  # the part's lock, held
+        assert ChordCounter.objects.part_done(group_id, parts[0]) is PartOutcome.COUNTED
+        resizing = threading.Thread(
+            target=lambda: sized.extend(run_in_processes(resize_chord, [(group_id, 3)])),
+        )
+        resizing.start()
+        wait_for_a_lock_waiter()
+    resizing.join(timeout=120)
+
+    assert sized == [2]  # three parts, one of them counted
+    for task_id in parts[1:]:
+        ChordCounter.objects.part_done(group_id, task_id)
+    assert ChordCounter.objects.get(group_id=group_id).count == 0
