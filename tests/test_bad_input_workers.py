@@ -43,9 +43,7 @@ def test_an_over_long_task_id_fails_that_task_only(tmp_path: Path) -> None:
             sent.get(timeout=10)
         assert (raised.value.field, raised.value.max_length) == ("task_id", ID_LIMIT)
 
-        deadline = time.monotonic() + 20
-        while f"holds at most {ID_LIMIT}" not in worker.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        worker.wait_for_log(f"holds at most {ID_LIMIT}", timeout=20)
         still_working(worker)
         log = worker.log()
         # One error, naming the column and its limit; no traceback, nothing from the parent process.

@@ -352,6 +352,15 @@ class Worker:
         except OSError:
             return ""
 
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        """Wait until the worker's log contains ``text``; fail with the log's tail otherwise."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in the worker's log after {timeout:.0f}s\n{self.log_tail()}")
+            time.sleep(0.05)
+
     def log_tail(self, lines: int = 40) -> str:
         return "--- worker log (tail) ---\n" + "\n".join(self.log().splitlines()[-lines:])
 

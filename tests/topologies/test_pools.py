@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,6 +79,23 @@ def test_a_revoked_waiting_task_is_stored_with_its_request(worker: Worker) -> No
 
     row = row_when(held.id, lambda row: row.status == states.REVOKED and row.task_name is not None)
     assert (row.task_name, row.task_args) == ("tests.workers.add", '"(4, 5)"')
+    assert row.worker.startswith("dcr-test-")
+
+
+def test_a_task_revoked_before_it_reached_the_worker_is_stored_with_its_request(worker: Worker) -> None:
+    """The revoke arrives first, as when a busy solo worker reads its queue late.
+
+    Celery >= 5.6 stores REVOKED at once, knowing only the id; the message,
+    discarded on arrival, stores REVOKED again with its request, which must
+    fill in the name, arguments and worker rather than be refused as a repeat.
+    """
+    task_id = str(uuid.uuid4())
+    worker.app.control.revoke(task_id)
+    worker.wait_for_log(f"Tasks flagged as revoked: {task_id}")
+    worker.tasks.add.apply_async((6, 7), task_id=task_id)
+
+    row = row_when(task_id, lambda row: row.status == states.REVOKED and row.worker is not None)
+    assert (row.task_name, row.task_args) == ("tests.workers.add", '"(6, 7)"')
     assert row.worker.startswith("dcr-test-")
 
 
