@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 from celery import Celery, states
 from celery import uuid as new_id
@@ -34,6 +37,9 @@ MEMORY_MULTIPLE_TARGET = 5.0
 LATENCY_TARGET_MS: dict[str, tuple[float | None, float]] = {
     "postgresql": (2.0, 10.0), "mysql": (None, 60.0), "sqlite": (None, 60.0),
 }
+#: p50 in ms of a ``get()`` that polls because LISTEN is deaf behind a pooler
+#: (2.6.0 polls every 0.5 s: about 250 ms on average).
+POOLED_POLL_TARGET_MS = 50.0
 #: Statements per second a waiting ``get()`` may run after its first second.
 WAIT_QPS_TARGET = 10.0
 #: Read and join ratios to the floor, and the chord's non-final part.
@@ -692,6 +698,73 @@ def latency(bench: Bench) -> list[Figure]:
         ),
         details={**found, "delays_ms": [10, 250]},
     ), p99_figure]
+
+
+@contextmanager
+def _through_pooler(port: int) -> Iterator[None]:
+    """``default`` goes through the pooler on ``port``, here and in the processes started meanwhile."""
+    from django_celery_results import notify
+
+    entry = connection.settings_dict
+    saved = {key: entry.get(key) for key in ("PORT", "DISABLE_SERVER_SIDE_CURSORS")}
+    connection.close()
+    notify.close_all()  # the listener of an earlier figure went to the server directly
+    entry.update(PORT=str(port), DISABLE_SERVER_SIDE_CURSORS=True)
+    try:
+        with mock.patch.dict(os.environ, {"DCR_BENCH_POOLER_PORT": str(port)}):
+            yield
+    finally:
+        connection.close()
+        notify.close_all()
+        notify._deaf_aliases.discard("default")  # found deaf through the pooler: not once it is gone
+        entry.update(saved)
+
+
+def latency_pooler(bench: Bench) -> list[Figure]:
+    """:func:`latency` again, reader and writer both through PgBouncer in transaction pooling mode.
+
+    PgBouncer (Debian's package) is started in front of the benchmark's server
+    for this figure only. First as a site would have it by default: the
+    backend finds that LISTEN is deaf through the pooler and polls; then with
+    ``DJANGO_CELERY_RESULTS["LISTEN_DATABASE"]`` naming a direct alias.
+    """
+    if bench.engine != "postgresql":
+        return [Figure("latency_pooler", "", None, note="PostgreSQL only: PgBouncer pools PostgreSQL")]
+    from django.test import override_settings
+
+    from django_celery_results import notify
+    from tests.topologies.servers import pgbouncer
+
+    from . import workloads
+
+    listen_target = LATENCY_TARGET_MS["postgresql"][0]
+    assert listen_target is not None
+    variants = (
+        ("latency_pooler", {}, POOLED_POLL_TARGET_MS, "LISTEN is deaf through the pooler"),
+        ("latency_pooler_listen", {"LISTEN_DATABASE": "direct"}, listen_target,
+         "LISTEN_DATABASE names a direct alias"),
+    )
+    found: list[Figure] = []
+    entry = connection.settings_dict
+    with pgbouncer(upstream_port=int(entry["PORT"] or 5432), upstream_host=str(entry["HOST"])) as bouncer:
+        for name, options, target_ms, how in variants:
+            with _through_pooler(bouncer.port), override_settings(DJANGO_CELERY_RESULTS=options):
+                measured = workloads.latency(bench.app, bench.engine, bench.sizes.latency_samples)
+                polled = "default" in notify._deaf_aliases
+            p50, p99, qps = measured["p50_ms"], measured["p99_ms"], measured["wait_qps"]
+            found.append(Figure(
+                name=name,
+                unit="ms (p50)",
+                ours=p50,
+                statements=f"{qps:g}/s while waiting",
+                target=f"p50 <= {target_ms:g} ms; waiting get() <= {WAIT_QPS_TARGET:g} statements/s "
+                       "after 1 s",
+                met=p50 <= target_ms and qps <= WAIT_QPS_TARGET,
+                note=(f"{how}: waits {'polled' if polled else 'were notified'}; p99 {p99} ms over "
+                      f"{measured['samples']} samples; 2.6.0 polls every 0.5 s whatever the topology"),
+                details={**measured, "polled": polled},
+            ))
+    return found
 
 
 def memory(bench: Bench) -> list[Figure]:

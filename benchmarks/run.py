@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "chord_scale": chord_scale.chord_scale,
         "cleanup": figures.cleanup,
         "latency": figures.latency,
+        "latency_pooler": figures.latency_pooler,
         "memory": figures.memory,
     }
     unknown = set(options.only or ()) - set(steps) - {ADMIN}

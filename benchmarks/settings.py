@@ -43,4 +43,13 @@ def database(engine: str) -> dict[str, Any]:
     return entry
 
 
-DATABASES = {"default": database(ENGINE)}
+#: ``direct`` is the same database; only the ``latency_pooler`` figure uses it,
+#: as the alias waiting ``get()`` calls LISTEN on while ``default`` is pooled.
+DATABASES = {"default": database(ENGINE), "direct": database(ENGINE)}
+
+#: Set for the processes the ``latency_pooler`` figure starts: the port of a
+#: PgBouncer (transaction pooling) in front of the server, which ``default``
+#: then goes through, with the setting Django documents for such poolers.
+POOLER_PORT = os.environ.get("DCR_BENCH_POOLER_PORT")
+if POOLER_PORT:
+    DATABASES["default"].update(PORT=POOLER_PORT, DISABLE_SERVER_SIDE_CURSORS=True)

@@ -34,6 +34,10 @@ REOPEN_PAUSE = 0.5
 #: How long a new listener waits for its own probe notification (it comes within
 #: milliseconds when LISTEN works); without it the alias's waits poll instead.
 PROBE_TIMEOUT = 1.0
+#: How long the first wait on a new listener gives it to hear its probe before
+#: reading on: waits poll until the probe is heard, so a deaf listener (a pooler)
+#: delays none of them by :data:`PROBE_TIMEOUT`.
+SETTLE_WAIT = 0.1
 
 #: Aliases whose notifications do not reach a listener (a pooler in transaction
 #: mode between us and the server): their waits poll, in this process, from then on.
@@ -43,9 +47,14 @@ _deaf_aliases: set[str] = set()
 class Waiter:
     """What one waiting call is woken by: any of its ids being announced."""
 
-    def __init__(self, task_ids: Iterable[str]) -> None:
+    def __init__(self, task_ids: Iterable[str], heard: threading.Event) -> None:
         self.task_ids = set(task_ids)
         self.event = threading.Event()
+        self._heard = heard
+
+    def trusted(self) -> bool:
+        """Notifications reach this waiter now (its listener is in place and heard its probe)."""
+        return self._heard.is_set()
 
     def wait(self, timeout: float) -> bool:
         """True when woken within ``timeout`` (the event is then reset for the next wait)."""
@@ -65,9 +74,8 @@ class Dispatcher:
         self.waiters: dict[str, set[Waiter]] = {}
         self.raw: Any = None
         self.stopped = threading.Event()
-        self.listening = threading.Event()
-        #: Set once the listener heard its probe, or found it never would (then the thread ends).
-        self.settled = threading.Event()
+        #: Set while the LISTEN is in place and known to be heard (its probe came back).
+        self.heard = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"dcr-listener-{alias}", daemon=True)
         self.thread.start()
 
@@ -138,21 +146,24 @@ class Dispatcher:
                     waiter.event.set()
 
     def _run(self) -> None:
+        probed = False
         while not self.stopped.is_set():
             try:
                 if self.raw is None:
                     self.raw = self._open()
-                    if not self.settled.is_set():
+                    if not probed:
                         if not self._hears_probe(self.raw):
                             if not self.stopped.is_set():  # stopped while probing proves nothing
                                 self._go_deaf()
                             break
-                        self.settled.set()
-                    if self.listening.is_set():
-                        self._wake_all()  # reopened: a result stored while not listening is read at once
-                    self.listening.set()
+                        probed = True
+                    # Waiters read once more (a result stored before the LISTEN was in
+                    # place is read, not announced), then rely on the notifications.
+                    self._wake_all()
+                    self.heard.set()
                 self._wake(self._read(self.raw, 0.5))
             except Exception:  # lost connection, server restart: waiters poll until reopened
+                self.heard.clear()
                 self._drop(close=True)
                 self.stopped.wait(REOPEN_PAUSE)
         self._drop(close=True)
@@ -166,7 +177,6 @@ class Dispatcher:
                 "mode?): waiting for results polls instead. Name a direct alias in "
                 'DJANGO_CELERY_RESULTS["LISTEN_DATABASE"] to be woken at once.', self.alias,
             )
-        self.settled.set()
         self._wake_all()
 
     def _wake_all(self) -> None:
@@ -222,14 +232,16 @@ def result_waiter(alias: str, task_ids: Iterable[str]) -> Iterator[Waiter | None
     if connections[alias].vendor != "postgresql" or alias in _deaf_aliases:
         yield None
         return
-    waiter = Waiter(task_ids)
     shared = dispatcher(alias)
+    waiter = Waiter(task_ids, shared.heard)
     shared.register(waiter)
-    # Until the first LISTEN is in place (and heard its probe) a notification
-    # could be missed: wait for it briefly (the caller reads the row next).
-    shared.settled.wait(PROBE_TIMEOUT + 1.0)
+    # A new listener hears its probe within milliseconds when LISTEN works: then
+    # the caller's next read comes after the LISTEN, and nothing needs reading
+    # twice. Otherwise the caller polls until it is heard (see Waiter.trusted).
+    if shared.heard.wait(SETTLE_WAIT):
+        waiter.event.clear()
     try:
-        yield None if alias in _deaf_aliases else waiter
+        yield waiter
     finally:
         shared.unregister(waiter)
         if _under_django_tests() and shared.idle():

@@ -358,7 +358,7 @@ class Worker:
         while text not in self.log():
             self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{text!r} not in the worker's log after {timeout:.0f}s\n{self.log_tail()}")
+                raise TimeoutError(f"{text!r} not in the log after {timeout:.0f}s\n{self.log_tail()}")
             time.sleep(0.05)
 
     def log_tail(self, lines: int = 40) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -102,6 +101,17 @@ def poll_pauses(first: float, ceiling: float) -> Iterator[float]:
         elapsed += pause
         # Capped for the first second, then straight to the caller's interval.
         pause = min(pause * 1.5, FIRST_SECOND_CAP, ceiling) if elapsed < 1.0 else ceiling
+
+
+def wait_pauses(listener: notify.Waiter | None, first: float, interval: float) -> Iterator[float]:
+    """Pauses between reads of a wait: ``interval`` while notifications are trusted, else polling.
+
+    A listener is trusted once it heard its probe; until then, and behind a
+    pooler where it never will, the reads poll (:func:`poll_pauses`).
+    """
+    polls = poll_pauses(first, interval)
+    while True:
+        yield interval if listener is not None and listener.trusted() else next(polls)
 
 
 def _within(deadline: float | None, pause: float) -> float:
@@ -338,8 +348,7 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
         with notify.result_waiter(alias, [task_id]) as listener:
             # Registered before the next read: a result stored meanwhile is
             # either read or announced (the shared listener wakes us).
-            pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
-                self.first_poll_interval, interval)
+            pauses = wait_pauses(listener, self.first_poll_interval, interval)
             # Read where results are written first (one stored before the listener
             # was registered is not announced), then after each announcement; a
             # replica routed reads may lag behind both.
@@ -407,8 +416,7 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
         With a listener the first of them reads at once: a result stored before
         the waiter was registered is read rather than announced.
         """
-        pauses = itertools.repeat(interval) if listener is not None else poll_pauses(
-            self.first_poll_interval, interval)
+        pauses = wait_pauses(listener, self.first_poll_interval, interval)
         woken = listener is not None  # as in wait_for(): fresh first, then after each announcement
         for iteration, pause in enumerate(pauses, 2):
             if listener is None or iteration > 2:

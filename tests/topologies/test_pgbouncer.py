@@ -153,6 +153,17 @@ def test_get_falls_back_to_polling_logs_it_once_and_never_hangs(
     assert max(late) < 1.5, late
 
 
+def test_the_first_wait_polls_while_its_listener_probes(worker: Worker) -> None:
+    """A process's first ``get()`` is not held until its listener is found deaf: it polls meanwhile."""
+    notify._deaf_aliases.discard("default")
+    result = worker.tasks.sleep.delay(0.2)
+    row_in(result.id, states.STARTED)
+    started = time.monotonic()
+    assert result.get(timeout=30) == 0.2
+
+    assert time.monotonic() - started < notify.PROBE_TIMEOUT * 0.7
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", DIRECT_ALIAS])
 def test_a_direct_listen_database_wakes_get_at_once(worker: Worker) -> None:
     with override_settings(DJANGO_CELERY_RESULTS={"LISTEN_DATABASE": DIRECT_ALIAS}):
