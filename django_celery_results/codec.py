@@ -134,9 +134,9 @@ class Codec:
             return self.encode(safe_repr(data))[2]
 
     def encode_meta(self, user: dict[str, Any], children: list[Any] | None) -> str:
-        """The ``meta`` column: user metadata and the task's children.
+        """The ``meta`` column: user metadata (and :func:`lineage`) and the task's children.
 
-        Most tasks have neither, and the text for that is the same every time.
+        Most tasks have none, and the text for that is the same every time.
         User values the serializer cannot encode are stored as their ``repr``.
         """
         if user or children:
@@ -232,9 +232,24 @@ def request_fields(request: Any, extended: bool) -> dict[str, Any]:
 
 
 def user_meta(request: Any) -> dict[str, Any]:
-    """User data a task put in ``request.meta`` (upstream's "injecting metadata")."""
+    """User data a task put in ``request.meta`` (upstream's "injecting metadata"), Celery's keys left out."""
     meta = getattr(request, "meta", None) if request is not None else None
-    return dict(meta) if isinstance(meta, Mapping) else {}
+    if not isinstance(meta, Mapping):
+        return {}
+    return {key: value for key, value in meta.items() if key not in PROTOCOL_KEYS}
+
+
+#: Where a task comes from, kept in ``meta`` as Celery's own backends keep it:
+#: the group it is a member of (a chord's header included) and the task that sent it.
+LINEAGE_KEYS = {"group_id": "group", "parent_id": "parent_id"}
+
+
+def lineage(request: Any) -> dict[str, str]:
+    """``group_id`` and ``parent_id`` of ``request`` that are set (the admin follows them)."""
+    if request is None:
+        return {}
+    found = {key: _text(getattr(request, attribute, None)) for key, attribute in LINEAGE_KEYS.items()}
+    return {key: value for key, value in found.items() if value}
 
 
 def task_values(
@@ -257,7 +272,7 @@ def task_values(
         "content_encoding": content_encoding,
         "result": result_text,
         "traceback": traceback,
-        "meta": codec.encode_meta(user_meta(request), children),
+        "meta": codec.encode_meta({**user_meta(request), **lineage(request)}, children),
     }
     for name, value in request_fields(request, extended).items():
         if name in ("task_args", "task_kwargs") and value is not None:
@@ -278,7 +293,7 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
     status = row["status"]
     task_name = unescape_text(row.get("task_name"))
     date_done: datetime | None = row.get("date_done") if status in states.READY_STATES else None
-    meta = {k: v for k, v in stored_meta.items() if k not in PROTOCOL_KEYS}
+    meta = {k: v for k, v in stored_meta.items() if k not in PROTOCOL_KEYS or k in LINEAGE_KEYS}
     meta.update(
         task_id=row["task_id"],
         status=status,

@@ -89,13 +89,16 @@ def test_overview_lists_the_oldest_unfinished_tasks_and_stuck_chords(admin_clien
     started = task(states.STARTED, done_ago=recently, created_ago=timedelta(hours=5), runtime=None)
     pending = task(states.PENDING, done_ago=recently, created_ago=timedelta(hours=9), runtime=None)
     stuck = ChordCounter.objects.create(group_id="stuck-chord", sub_tasks="[]", count=2)
-    ChordCounter.objects.filter(pk=stuck.pk).update(date_created=timezone.now() - timedelta(hours=2))
+    completed = ChordCounter.objects.create(group_id="completed-chord", sub_tasks="[]", count=0)
+    ChordCounter.objects.filter(pk__in=[stuck.pk, completed.pk]).update(
+        date_created=timezone.now() - timedelta(hours=2))
     ChordCounter.objects.create(group_id="young-chord", sub_tasks="[]", count=1)
     text = admin_client.get(reverse(OVERVIEW)).content.decode()
     unfinished = text.split('<table class="dcr-unfinished">', 1)[1].split("</table>", 1)[0]
     assert unfinished.index(pending.task_id) < unfinished.index(started.task_id)  # oldest first
     chords = text.split('<table class="dcr-stuck">', 1)[1].split("</table>", 1)[0]
     assert "stuck-chord" in chords and "young-chord" not in chords
+    assert "completed-chord" not in chords  # kept at zero until cleanup(), not stuck
 
 
 def test_counts_beyond_the_cap_are_marked_as_lower_bounds(

@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import pytest
 from celery import Celery, states
+from celery.app.task import Context
 from celery.utils.saferepr import saferepr
 from django.contrib.auth.models import Permission
 from django.db import connection
@@ -171,6 +172,31 @@ def test_task_page_links_children_and_groups_through_by_id_pages(admin_client: C
     assert "No stored result has the id nope." in page(missing)
 
 
+def test_task_page_links_its_sender_its_group_and_the_chord_still_waiting(
+    admin_client: Client, backend: Any,
+) -> None:
+    """What Celery's request says (``group``, ``parent_id``) is stored by the backend, then followed."""
+    sender, member = task(), str(uuid4())
+    backend.store_result(member, 3, states.SUCCESS,
+                         request=Context(id=member, group="g-lineage", parent_id=sender.task_id))
+    row = TaskResult.objects.get(task_id=member)
+    counter = ChordCounter.objects.create(group_id="g-lineage", sub_tasks="[]", count=2)
+    url = reverse(f"{TASKS}_change", args=[row.pk])
+
+    text = page(admin_client.get(url))
+    assert f'href="{reverse(f"{TASKS}_by_id", args=[sender.task_id])}"' in text
+    assert f'href="{reverse(f"{GROUPS}_by_id", args=["g-lineage"])}"' in text
+    assert f'href="{reverse(f"{CHORDS}_change", args=[counter.pk])}">2 parts still expected</a>' in text
+
+    ChordCounter.objects.filter(pk=counter.pk).update(count=0)  # completed, kept until cleanup()
+    assert f'href="{reverse(f"{CHORDS}_change", args=[counter.pk])}">every part done</a>' in page(
+        admin_client.get(url))
+    counter.delete()  # cleaned up: the group is still linked, no chord is
+    text = page(admin_client.get(url))
+    assert f'href="{reverse(f"{GROUPS}_by_id", args=["g-lineage"])}"' in text
+    assert f'href="{reverse(f"{CHORDS}_change", args=[counter.pk])}"' not in text
+
+
 # -- groups and chords -------------------------------------------------------------------
 
 
@@ -225,11 +251,14 @@ def test_chord_counters_are_read_only_and_stuck_ones_filterable(
     stuck = ChordCounter.objects.create(
         group_id="stuck", sub_tasks=json.dumps([[["part-1", None], None]]), count=1,
     )
+    # A chord that completed two days ago: its counter stays at zero until cleanup(), not stuck.
+    done = ChordCounter.objects.create(group_id="done", sub_tasks="[]", count=0)
     ChordCounter.objects.filter(pk=stuck.pk).update(date_created=ago(days=2))
+    ChordCounter.objects.filter(pk=done.pk).update(date_created=ago(days=3))
     cl = admin_client.get(reverse(f"{CHORDS}_changelist"), {"older_than": "1d"}).context["cl"]
     assert [c.group_id for c in cl.result_list] == ["stuck"]
     everything = admin_client.get(reverse(f"{CHORDS}_changelist")).context["cl"]
-    assert [c.group_id for c in everything.result_list] == ["stuck", "fresh"]  # oldest first
+    assert [c.group_id for c in everything.result_list] == ["done", "stuck", "fresh"]  # oldest first
     text = page(admin_client.get(reverse(f"{CHORDS}_change", args=[stuck.pk])))
     assert "0 / 1 done, 0 failed" in text and "2\xa0days" in unescape(text)
     assert admin_client.post(reverse(f"{CHORDS}_change", args=[fresh.pk]), {"count": 0}).status_code == 403
@@ -348,7 +377,8 @@ def test_markup_stored_in_every_field_is_inert_on_every_page(admin_client: Clien
         "task_id": f"id-{XSS}", "task_name": XSS, "periodic_task_name": XSS, "worker": XSS, "queue": XSS,
         "status": XSS, "result": json.dumps([XSS]), "traceback": f"Traceback\n{XSS}",
         "task_args": json.dumps(f"('{XSS}',)"), "task_kwargs": json.dumps({"k": XSS}),
-        "meta": json.dumps({"children": [[[XSS, None], None]], "note": XSS}),
+        "meta": json.dumps({"children": [[[XSS, None], None]], "note": XSS, "group_id": f"c-{XSS}",
+                            "parent_id": XSS}),
         "content_type": "application/json", "content_encoding": "utf-8",
     }
     row = task(**markup, date_started=ago(minutes=2), date_created=ago(minutes=3))

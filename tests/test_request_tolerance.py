@@ -17,6 +17,7 @@ from celery import states
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from django_celery_results.codec import unescape_text
 from django_celery_results.models import TaskResult
 from tests.strategies import json_values
 
@@ -29,7 +30,7 @@ odd_values = st.one_of(
 )
 
 FIELDS = ("task", "hostname", "periodic_task_name", "retries", "delivery_info", "argsrepr", "kwargsrepr",
-          "args", "kwargs", "meta", "children")
+          "args", "kwargs", "meta", "children", "group", "parent_id")
 
 
 @pytest.mark.django_db
@@ -47,15 +48,21 @@ def test_any_request_object_is_stored(backend: Any, attributes: dict[str, Any], 
     named = (("task_name", "task"), ("worker", "hostname"), ("periodic_task_name", "periodic_task_name"))
     for column, name in named:
         given_value = attributes.get(name)
-        assert getattr(row, column) == (given_value if isinstance(given_value, str) else None)
+        # Read back through unescape_text: a NUL or lone surrogate is stored escaped (docs/values.rst).
+        assert unescape_text(getattr(row, column)) == (given_value if isinstance(given_value, str) else None)
     retries = attributes.get("retries")
     valid_count = isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries < 2**31
     assert row.retries == (retries if valid_count else None)
     info = attributes.get("delivery_info")
     routing_key = info.get("routing_key") if isinstance(info, dict) else None
-    assert row.queue == (routing_key if isinstance(routing_key, str) else None)
+    assert unescape_text(row.queue) == (routing_key if isinstance(routing_key, str) else None)
+    meta = backend.get_task_meta(task_id, cache=False)
     if isinstance(attributes.get("argsrepr"), str):
-        assert backend.get_task_meta(task_id, cache=False)["args"] == attributes["argsrepr"]
+        assert meta["args"] == attributes["argsrepr"]
+    # The group and the sending task are kept as Celery's own backends keep them: when they are ids.
+    for key, name in (("group_id", "group"), ("parent_id", "parent_id")):
+        given_value = attributes.get(name)
+        assert meta.get(key) == (given_value if isinstance(given_value, str) and given_value else None)
 
 
 @pytest.mark.django_db

@@ -152,8 +152,8 @@ class SlowFilter(admin.SimpleListFilter):
 class ChordAgeFilter(admin.SimpleListFilter):
     """Chords applied longer ago than a threshold and still waiting: stuck ones.
 
-    A counter exists only until its chord completes, so every old counter is
-    a chord whose header never finished (or whose body was never sent).
+    A completed chord's counter stays, at zero, until ``cleanup()`` (so that a
+    part delivered twice is still ignored): only counters above zero wait.
     Served by the index on ``date_created``.
     """
 
@@ -167,5 +167,5 @@ class ChordAgeFilter(admin.SimpleListFilter):
         seconds = _SECONDS.get(self.value() or "")
         if seconds is None:
             return queryset
-        return queryset.filter(date_created__lt=timezone.now() - timedelta(seconds=seconds))
+        return queryset.filter(date_created__lt=timezone.now() - timedelta(seconds=seconds), count__gt=0)
 

@@ -116,8 +116,8 @@ class GroupResultAdmin(ResultAdmin):
 class ChordCounterAdmin(ResultAdmin):
     """Chords still waiting for their header: always read-only; old ones are stuck.
 
-    A counter is deleted when its chord's body is sent, so the list holds the
-    chords in flight and those that never completed. The
+    A completed chord's counter stays at zero parts expected until
+    ``cleanup()``; the others are chords in flight or that never completed. The
     :class:`~django_celery_results.admin.filters.ChordAgeFilter` finds the
     latter through the index on ``date_created``.
     """

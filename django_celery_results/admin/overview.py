@@ -198,9 +198,9 @@ class OverviewView(TemplateView):
         ]
 
     def stuck_chords(self, now: datetime) -> list[dict[str, Any]]:
-        """The oldest chords waiting for longer than :attr:`STUCK_AFTER`."""
+        """The oldest chords waiting for longer than :attr:`STUCK_AFTER` (completed ones count 0)."""
         chords = (
-            ChordCounter.objects.filter(date_created__lt=now - self.STUCK_AFTER)
+            ChordCounter.objects.filter(date_created__lt=now - self.STUCK_AFTER, count__gt=0)
             .order_by("date_created").only("pk", "group_id", "count", "date_created")[: self.OLDEST]
         )
         return [

@@ -58,6 +58,16 @@ def children_of(content_type: str, meta: str | None) -> list[Ref]:
     return [ref for ref in map(_ref, children[:MAX_LISTED]) if ref is not None]
 
 
+def lineage_of(content_type: str, meta: str | None) -> tuple[str | None, str | None]:
+    """The group a task is a member of and the task that sent it (``group_id``, ``parent_id`` in ``meta``)."""
+    decoded = _json(content_type, meta)
+    if not isinstance(decoded, dict):
+        return None, None
+    group_id, parent_id = decoded.get("group_id"), decoded.get("parent_id")
+    return (group_id if isinstance(group_id, str) and group_id else None,
+            parent_id if isinstance(parent_id, str) and parent_id else None)
+
+
 def members_of(content_type: str, result: str | None) -> list[Ref]:
     """The members of a saved group result (its ``result`` column is the group's tuple)."""
     ref = _ref(_json(content_type, result))

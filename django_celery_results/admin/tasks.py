@@ -23,7 +23,7 @@ from kombu.exceptions import OperationalError
 
 from .. import engines
 from ..codec import JSON, Codec, printable, unescape_text
-from ..models import TaskResult
+from ..models import ChordCounter, TaskResult
 from . import display, related
 from .base import WIDE, ResultAdmin, label
 from .filters import PeriodicTaskNameFilter, SlowFilter, StatusFilter, TaskNameFilter, WorkerFilter
@@ -31,6 +31,7 @@ from .rerun import NotReconstructible, call_of
 
 if TYPE_CHECKING:
     from celery import Celery
+    from django.utils.functional import _StrOrPromise as StrOrPromise
 
 #: States after which a task no longer runs; terminating it would do nothing.
 FINISHED_STATES = frozenset({states.SUCCESS, states.FAILURE})
@@ -61,6 +62,11 @@ def by_id_url(kind: str, ident: str) -> str:
     return reverse(f"admin:django_celery_results_{name}_by_id", args=[ident])
 
 
+def id_item(what: StrOrPromise, kind: str, ident: str) -> SafeString:
+    """One list item: what ``ident`` is, and the id linking to its stored row."""
+    return format_html('<li>{} <a href="{}"><code>{}</code></a></li>', what, by_id_url(kind, ident), ident)
+
+
 def refs_html(refs: list[related.Ref], empty: str) -> SafeString | str:
     """Links to the tasks and groups ``refs`` name (nested members under their group)."""
     if not refs:
@@ -68,9 +74,7 @@ def refs_html(refs: list[related.Ref], empty: str) -> SafeString | str:
     items = []
     for ref in refs:
         if ref.members is None:
-            items.append(format_html(
-                '<li>{} <a href="{}"><code>{}</code></a></li>', _("task"), by_id_url("task", ref.id), ref.id,
-            ))
+            items.append(id_item(_("task"), "task", ref.id))
         else:
             items.append(format_html(
                 '<li>{} <a href="{}"><code>{}</code></a> ({})<ul>{}</ul></li>',
@@ -130,7 +134,7 @@ class TaskResultAdmin(ResultAdmin):
         ), "classes": WIDE}),
         (_("Parameters"), {"fields": ("pretty_task_args", "pretty_task_kwargs"), "classes": WIDE}),
         (_("Result"), {"fields": ("pretty_result", "pretty_traceback", "pretty_meta"), "classes": WIDE}),
-        (_("Related"), {"fields": ("children",), "classes": WIDE}),
+        (_("Related"), {"fields": ("lineage", "children"), "classes": WIDE}),
     )
     edit_fieldsets = (
         (None, {"fields": (
@@ -269,6 +273,28 @@ class TaskResultAdmin(ResultAdmin):
     def pretty_traceback(self, obj: TaskResult) -> SafeString | str:
         """The traceback, escaped, its last line (the exception) highlighted."""
         return display.traceback_html(obj.traceback, self.get_empty_value_display())
+
+    @admin.display(description=_("Belongs to"))
+    def lineage(self, obj: TaskResult) -> SafeString | str:
+        """The task that sent this one, its group, and the group's chord if it has one (one query)."""
+        group_id, parent_id = related.lineage_of(obj.content_type, obj.meta)
+        items = []
+        if parent_id:
+            items.append(id_item(_("sent by task"), "task", parent_id))
+        if group_id:
+            items.append(id_item(_("group"), "group", group_id))
+            counter = ChordCounter.objects.filter(group_id=group_id).values_list("pk", "count").first()
+            if counter is not None:
+                pk, expected = counter
+                items.append(format_html(
+                    '<li>{} <a href="{}">{}</a></li>', _("chord of this group:"),
+                    reverse("admin:django_celery_results_chordcounter_change", args=[pk]),
+                    ngettext("%(n)d part still expected", "%(n)d parts still expected", expected)
+                    % {"n": expected} if expected else _("every part done"),
+                ))
+        if not items:
+            return self.get_empty_value_display()
+        return format_html('<ul class="dcr-refs">{}</ul>', format_html_join("", "{}", ((i,) for i in items)))
 
     @admin.display(description=_("Children"))
     def children(self, obj: TaskResult) -> SafeString | str:
