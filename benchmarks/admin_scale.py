@@ -276,6 +276,7 @@ def requests(chosen: Picks, change_pk: int) -> list[tuple[str, str, dict[str, st
         ("search_text", changelist, {"q": chosen.text}),
         ("change_page", change, {}),
         ("slow_over_10s", changelist, {"slower_than": "10s"}),
+        ("queue_last_day", changelist, {"queue__exact": QUEUES[-1]}),
         ("overview", overview, {}),
         ("stuck_chords", chords, {"older_than": "1h"}),
     ]

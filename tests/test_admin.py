@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html import unescape
 from typing import Any
 from unittest import mock
@@ -125,7 +125,7 @@ def test_models_are_registered_with_the_public_admin_classes() -> None:
 
 
 def test_changelist_columns_filters_search_and_hierarchy(admin_client: Client) -> None:
-    task(periodic_task_name="nightly", date_started=datetime.now(timezone.utc))
+    task(periodic_task_name="nightly", queue="celery", date_started=datetime.now(timezone.utc))
     response = admin_client.get(reverse(f"{TASKS}_changelist"))
     assert response.status_code == 200
     cl = response.context["cl"]
@@ -136,7 +136,7 @@ def test_changelist_columns_filters_search_and_hierarchy(admin_client: Client) -
     # The parameters upstream's filters used, so bookmarked URLs keep working.
     assert [getattr(spec, "parameter_name", None) or spec.field_path for spec in cl.filter_specs] == [
         "status__exact", "date_done", "slower_than", "periodic_task_name__exact", "task_name__exact",
-        "worker__exact",
+        "worker__exact", "queue__exact",
     ]
     assert set(cl.search_fields) == {
         "task_name", "task_id", "status", "task_args", "task_kwargs", "periodic_task_name",
@@ -564,6 +564,21 @@ def test_filters_and_search_select_rows(
     assert response.status_code == 200
     found = {r.task_id for r in response.context["cl"].result_list}
     assert found == {"beat-task-id" if e == "beat" else e for e in expected}
+
+
+def test_queue_filter_lists_recent_queues_and_selects_the_last_days_rows(admin_client: Client) -> None:
+    """No index leads with ``queue``: the filter reads one day of rows along ``date_done``'s index."""
+    recent = task(queue="reports")
+    task(queue="celery")
+    task(queue="reports", date_done=datetime.now(timezone.utc) - timedelta(days=2))  # outside the day
+    changelist = reverse(f"{TASKS}_changelist")
+
+    assert filter_choices(admin_client.get(changelist), "queue__exact") == ["celery", "reports"]
+    response = admin_client.get(changelist, {"queue__exact": "reports"})
+    assert [r.pk for r in response.context["cl"].result_list] == [recent.pk]
+    title = [spec.title for spec in response.context["cl"].filter_specs
+             if getattr(spec, "parameter_name", None) == "queue__exact"]
+    assert title == ["queue (last day)"]
 
 
 # -- date hierarchy -----------------------------------------------------------------------

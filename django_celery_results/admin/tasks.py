@@ -26,7 +26,14 @@ from ..codec import JSON, Codec, printable, unescape_text
 from ..models import ChordCounter, TaskResult
 from . import display, related
 from .base import WIDE, ResultAdmin, label
-from .filters import PeriodicTaskNameFilter, SlowFilter, StatusFilter, TaskNameFilter, WorkerFilter
+from .filters import (
+    PeriodicTaskNameFilter,
+    QueueFilter,
+    SlowFilter,
+    StatusFilter,
+    TaskNameFilter,
+    WorkerFilter,
+)
 from .rerun import NotReconstructible, call_of
 
 if TYPE_CHECKING:
@@ -114,6 +121,7 @@ class TaskResultAdmin(ResultAdmin):
     optional_columns = ("durations", "worker_and_queue", "periodic_task_name")
     list_filter = (
         StatusFilter, "date_done", SlowFilter, PeriodicTaskNameFilter, TaskNameFilter, WorkerFilter,
+        QueueFilter,
     )
     search_fields = (
         "task_name", "task_id", "status", "task_args", "task_kwargs", "periodic_task_name",
