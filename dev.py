@@ -362,14 +362,33 @@ CORNER_TESTS = (
 )
 
 
+#: pytest options of the main cells in CI: branch coverage of the package (pyproject's [tool.coverage]).
+COVERAGE_ARGS = ("--cov", "--cov-report=")
+
+
+def report_coverage(envs: list[str]) -> int:
+    """Combine the cells' coverage data, print the report; non-zero under pyproject's ``fail_under``."""
+    found = [str(path) for env in envs if (path := ROOT / ".tox" / env / ".coverage").is_file()]
+    if len(found) != len(envs):
+        say("-- coverage: a main cell wrote no coverage data")
+        return 1
+    python = str(ROOT / ".tox" / envs[0] / "bin" / "python")
+    combined = str(ROOT / ".tox" / ".coverage")
+    say("-- coverage of django_celery_results (branches included), the main cells together:")
+    subprocess.run([python, "-m", "coverage", "combine", "--keep", "-q", f"--data-file={combined}", *found],
+                   cwd=ROOT, check=True)
+    return subprocess.run([python, "-m", "coverage", "report", f"--data-file={combined}"], cwd=ROOT).returncode
+
+
 def cmd_ci(argv: list[str]) -> int:
-    """What .ci/run runs: the main cells' full suite, then the corners' subset; all required."""
+    """What .ci/run runs: the main cells' full suite with coverage, then the corners' subset; all required."""
     parser = argparse.ArgumentParser(prog="dev.py ci", description=cmd_ci.__doc__)
     parser.parse_args(argv)
-    main_code, main = run_cells(label("main"), [], required=True)
+    main_code, main = run_cells(label("main"), list(COVERAGE_ARGS), required=True)
     corners_code, corners = run_cells(label("corners"), list(CORNER_TESTS), required=True)
     print_summary(main + corners)
-    return main_code or corners_code
+    coverage_code = report_coverage(label("main"))
+    return main_code or corners_code or coverage_code
 
 
 def cmd_matrix(argv: list[str]) -> int:
