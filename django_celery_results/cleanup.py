@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery.utils.time import maybe_timedelta
 from django.db import models
 
 from . import engines
 from .conf import app_settings
-from .managers import AliasedManager, BatchSizer, delete_oldest_first
+from .managers import AliasedManager, BatchSizer, ChordCounterManager, delete_oldest_first
 from .models import ChordCounter, GroupResult, TaskResult
 from .utils import now
 
@@ -38,9 +39,9 @@ TABLES: dict[str, tuple[type[models.Model], str]] = {
 }
 
 
-def manager_of(kind: str) -> AliasedManager[models.Model]:
+def manager_of(kind: str) -> AliasedManager[Any]:
     """The manager of ``kind``'s model, whose ``write_alias()`` is the one rule for picking the alias."""
-    managers: dict[str, AliasedManager[models.Model]] = {
+    managers: dict[str, AliasedManager[Any]] = {
         TASKS: TaskResult.objects, GROUPS: GroupResult.objects, CHORDS: ChordCounter.objects,
     }
     return managers[kind]
@@ -75,15 +76,17 @@ class Cleanup:
 
     def alias(self, kind: str) -> str:
         """Where the rows of ``kind`` are deleted: ``database``, else the write alias (never a replica)."""
-        return manager_of(kind).db_manager(self.database).write_alias()
+        manager: AliasedManager[Any] = manager_of(kind).db_manager(self.database)
+        return manager.write_alias()
 
-    def rows(self, kind: str) -> models.QuerySet:
+    def rows(self, kind: str) -> models.QuerySet[Any]:
         """The rows of ``kind`` this cleanup deletes."""
         alias = self.alias(kind)
         if kind == CHORDS:
-            return ChordCounter.objects.db_manager(alias).expired(self.before)
+            manager: ChordCounterManager = ChordCounter.objects.db_manager(alias)
+            return manager.expired(self.before)
         results = TaskResult.objects if kind == TASKS else GroupResult.objects
-        selected = results.db_manager(alias).get_queryset().done_before(self.before)
+        selected: models.QuerySet[Any] = results.db_manager(alias).get_queryset().done_before(self.before)
         if kind == TASKS and self.statuses:
             selected = engines.filter_exactly(selected, "status", self.statuses)
         if kind == TASKS and self.task_names:

@@ -32,8 +32,8 @@ from .utils import now
 from .values import check_id, storable
 
 if TYPE_CHECKING:
-    # Named in string form by the generic manager bases below.
-    from .models import ChordCounter, GroupResult, TaskResult  # noqa: F401
+    # Named in annotations, and in string form by the generic manager bases below.
+    from .models import ChordCounter, ChordPart, GroupResult, TaskResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=models.Model)
@@ -83,12 +83,13 @@ def _drop_broken_connections() -> None:
             conn.close_if_unusable_or_obsolete()
 
 
-class ResultQuerySet(models.QuerySet):
+class ResultQuerySet(models.QuerySet[M]):
     """Queries shared by task and group results."""
 
-    def done_before(self, moment: datetime) -> ResultQuerySet:
+    def done_before(self, moment: datetime) -> ResultQuerySet[M]:
         """Rows whose latest write is older than ``moment``."""
-        return self.filter(date_done__lt=moment)
+        rows: ResultQuerySet[M] = self.filter(date_done__lt=moment)
+        return rows
 
 
 class AliasedManager(models.Manager[M]):
@@ -105,7 +106,7 @@ class AliasedManager(models.Manager[M]):
 class ResultManager(AliasedManager[M]):
     """Generic manager for celery results."""
 
-    def get_queryset(self) -> ResultQuerySet:
+    def get_queryset(self) -> ResultQuerySet[M]:
         return ResultQuerySet(self.model, using=self._db)
 
     def connection_for_write(self) -> BaseDatabaseWrapper:
@@ -130,14 +131,15 @@ class ResultManager(AliasedManager[M]):
         if engines.snapshot_isolation_level(self.connection_for_read()) is not None:
             warnings.warn(TxIsolationWarning(W_ISOLATION_REP), stacklevel=2)
 
-    def get_all_expired(self, expires: timedelta | float | int) -> ResultQuerySet:
+    def get_all_expired(self, expires: timedelta | float | int) -> ResultQuerySet[M]:
         """Rows older than ``expires`` (a timedelta or seconds), read from the write alias.
 
         The write alias, because what it returns is about to be deleted: a
         replica may lag behind.
         """
         before = now() - maybe_timedelta(expires)
-        return self.get_queryset().using(self.write_alias()).done_before(before)
+        expired: ResultQuerySet[M] = self.get_queryset().using(self.write_alias()).done_before(before)
+        return expired
 
     def delete_expired(
         self, expires: timedelta | float | int, batch_size: int | None = None,
@@ -209,7 +211,7 @@ class BatchSizer:
         self.size = max(self.smallest, min(self.largest, self.size * 2, max(self.size // 2, wanted)))
 
 
-def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int | BatchSizer) -> Iterator[int]:
+def delete_oldest_first(rows: models.QuerySet[Any], date_field: str, size: int | BatchSizer) -> Iterator[int]:
     """Delete ``rows`` oldest first, a batch at a time; yield each batch's count after its commit.
 
     Each batch is one DELETE in its own short transaction: it takes the keys
@@ -254,10 +256,15 @@ def delete_oldest_first(rows: models.QuerySet, date_field: str, size: int | Batc
         oldest = newest
 
 
-def next_batch(rows: models.QuerySet, date_field: str, size: int, oldest: object = None) -> models.QuerySet:
+def next_batch(
+    rows: models.QuerySet[Any], date_field: str, size: int, oldest: object = None,
+) -> models.QuerySet[Any, tuple[Any, Any]]:
     """Keys and dates of the ``size`` oldest ``rows``, dated ``oldest`` or later when given."""
     page = rows if oldest is None else rows.filter(**{f"{date_field}__gte": oldest})
-    return page.order_by(date_field).values_list("pk", date_field)[:size]
+    oldest_first: models.QuerySet[Any, tuple[Any, Any]] = page.order_by(date_field).values_list(
+        "pk", date_field,
+    )[:size]
+    return oldest_first
 
 
 #: The columns Celery's meta is built from (:func:`codec.task_meta`).
@@ -349,7 +356,8 @@ class TaskResultManager(ResultManager["TaskResult"]):
         }
         alias = self.write_alias(using)
         self.upsert(values, using=alias)
-        return self.get_queryset().using(alias).get(task_id=task_id)
+        stored: TaskResult = self.get_queryset().using(alias).get(task_id=task_id)
+        return stored
 
     def upsert(self, values: Mapping[str, Any], using: str | None = None) -> None:
         """Write one task's columns with the single-statement upsert.
@@ -442,9 +450,10 @@ class PartOutcome(enum.Enum):
 class ChordCounterManager(AliasedManager["ChordCounter"]):
     """Manager for :class:`~django_celery_results.models.ChordCounter`."""
 
-    def for_write(self) -> models.QuerySet:
+    def for_write(self) -> models.QuerySet[ChordCounter]:
         """Counters as the write alias has them (never a lagging replica)."""
-        return self.model._base_manager.using(self.write_alias())
+        counters: models.QuerySet[ChordCounter] = self.model._base_manager.using(self.write_alias())
+        return counters
 
     def start(self, group_id: str, sub_tasks: str, count: int) -> None:
         """Create the counter of a chord, or reset it when the group id is applied again.
@@ -470,7 +479,7 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
 
         outside_transaction(alias, write)
 
-    def parts(self, alias: str | None = None) -> models.QuerySet:
+    def parts(self, alias: str | None = None) -> models.QuerySet[ChordPart]:
         """The counted part rows (:class:`~django_celery_results.models.ChordPart`), on the counters' alias.
 
         Part rows always live beside their counter: counting a part writes
@@ -478,7 +487,8 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         """
         from .models import ChordPart
 
-        return ChordPart._base_manager.using(alias or self.write_alias())
+        parts: models.QuerySet[ChordPart] = ChordPart._base_manager.using(alias or self.write_alias())
+        return parts
 
     @transaction_retry(max_retries=2)
     def resize(self, group_id: str, size: int) -> None:
@@ -566,17 +576,19 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
             return False
         return True
 
-    def dateless(self) -> models.QuerySet:
+    def dateless(self) -> models.QuerySet[ChordCounter]:
         """Counters without a creation date (inserted by code that predates the column)."""
-        return self.for_write().filter(date_created__isnull=True)
+        dateless: models.QuerySet[ChordCounter] = self.for_write().filter(date_created__isnull=True)
+        return dateless
 
-    def expired(self, moment: datetime) -> models.QuerySet:
+    def expired(self, moment: datetime) -> models.QuerySet[ChordCounter]:
         """Counters cleanup removes: completed before ``moment``, or given up waiting.
 
         A counter still waiting for parts stays until it is also older than
         ``WAITING_CHORD_EXPIRES``: without it its chord could never complete.
         """
         given_up = min(moment, now() - app_settings.waiting_chord_expires)
-        return self.for_write().filter(
+        expired: models.QuerySet[ChordCounter] = self.for_write().filter(
             models.Q(date_created__lt=moment, count=0) | models.Q(date_created__lt=given_up)
         )
+        return expired

@@ -180,7 +180,8 @@ def _task_known(task_id: str) -> bool:
     """Whether the configured result backend (django-db or django-cache) holds ``task_id``."""
     backend = current_app.backend
     if not hasattr(backend, "task_result_exists"):  # django-cache: an unreadable entry is known too
-        return _meta(task_id)["status"] != states.PENDING
+        known: bool = _meta(task_id)["status"] != states.PENDING
+        return known
     try:
         return bool(backend.task_result_exists(task_id))
     except StorageRefused:

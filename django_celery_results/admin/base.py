@@ -24,8 +24,12 @@ from .display import pretty_text
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec as Fieldsets
+
+    # ModelAdmin is generic in django-stubs only: Django itself cannot subscript it.
+    _ModelAdmin = admin.ModelAdmin[Any]
 else:
     Fieldsets = Any
+    _ModelAdmin = admin.ModelAdmin
 
 #: The stored text of these encodings is base64 of binary data: never JSON.
 BINARY_ENCODING = "binary"
@@ -151,7 +155,7 @@ def _local(moment: datetime | None) -> datetime | None:
     return moment
 
 
-class ResultAdmin(admin.ModelAdmin):
+class ResultAdmin(_ModelAdmin):
     """What the task and group result admins share: read-only by default, bounded queries.
 
     Subclasses give ``fieldsets`` (shown when read-only) and ``edit_fieldsets``

@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import TaskResult
+from ..models import ChordCounter, TaskResult
 from .base import label
 
 
@@ -59,7 +59,7 @@ class RecentValuesFilter(admin.SimpleListFilter):
             values.add(selected)
         return [(value, value) for value in sorted(values)]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> QuerySet[TaskResult]:
         value = self.value()
         return queryset if value is None else queryset.filter(**{self.field_name: value})
 
@@ -115,11 +115,14 @@ class QueueFilter(RecentValuesFilter):
     title = _("queue (last day)")
     window = timedelta(days=1)
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> QuerySet[TaskResult]:
         value = self.value()
         if value is None:
             return queryset
-        return queryset.filter(queue=value, date_done__gte=timezone.now() - self.window)
+        recent: QuerySet[TaskResult] = queryset.filter(
+            queue=value, date_done__gte=timezone.now() - self.window,
+        )
+        return recent
 
 
 
@@ -155,17 +158,18 @@ class SlowFilter(admin.SimpleListFilter):
             for key, seconds, text in THRESHOLDS if seconds <= 3600
         ]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> QuerySet[TaskResult]:
         seconds = _SECONDS.get(self.value() or "")
         if seconds is None:
             return queryset
         runtime = ExpressionWrapper(F("date_done") - F("date_started"), output_field=DurationField())
-        return queryset.filter(date_done__gte=timezone.now() - self.window).alias(
+        slow: QuerySet[TaskResult] = queryset.filter(date_done__gte=timezone.now() - self.window).alias(
             runtime=runtime
         ).filter(
             status__in=states.READY_STATES, date_started__isnull=False,
             runtime__gt=timedelta(seconds=seconds),
         )
+        return slow
 
 
 class ChordAgeFilter(admin.SimpleListFilter):
@@ -182,9 +186,12 @@ class ChordAgeFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [(key, text) for key, seconds, text in THRESHOLDS if seconds >= 60]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ChordCounter]) -> QuerySet[ChordCounter]:
         seconds = _SECONDS.get(self.value() or "")
         if seconds is None:
             return queryset
-        return queryset.filter(date_created__lt=timezone.now() - timedelta(seconds=seconds), count__gt=0)
+        stuck: QuerySet[ChordCounter] = queryset.filter(
+            date_created__lt=timezone.now() - timedelta(seconds=seconds), count__gt=0,
+        )
+        return stuck
 

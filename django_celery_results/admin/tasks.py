@@ -92,7 +92,9 @@ def refs_html(refs: list[related.Ref], empty: str) -> SafeString | str:
     return format_html('<ul class="dcr-refs">{}</ul>', format_html_join("", "{}", ((i,) for i in items)))
 
 
-def find_by_id(model_admin: admin.ModelAdmin, request: HttpRequest, field: str, ident: str) -> HttpResponse:
+def find_by_id(
+    model_admin: admin.ModelAdmin[Any], request: HttpRequest, field: str, ident: str,
+) -> HttpResponse:
     """Redirect to the change page of the row whose ``field`` is ``ident``, or back with a message."""
     opts = model_admin.opts
     if not model_admin.has_view_or_change_permission(request):
@@ -334,7 +336,9 @@ class TaskResultAdmin(ResultAdmin):
     def by_id_view(self, request: HttpRequest, task_id: str) -> HttpResponse:
         return find_by_id(self, request, "task_id", task_id)
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> Any:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[TaskResult], search_term: str,
+    ) -> Any:
         """A term that may start a task id is looked up through task_id's index first.
 
         The substring search over every search field scans the whole table; an
@@ -368,7 +372,7 @@ class TaskResultAdmin(ResultAdmin):
         """Edits allowed and the delete permission: forgetting removes what workers stored."""
         return self.edits_allowed(request) and self.has_delete_permission(request)
 
-    def _too_many(self, request: HttpRequest, queryset: QuerySet) -> bool:
+    def _too_many(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> bool:
         if queryset.order_by()[: self.action_limit + 1].count() <= self.action_limit:
             return False
         self.message_user(
@@ -379,7 +383,7 @@ class TaskResultAdmin(ResultAdmin):
         return True
 
     @admin.action(description=_("Terminate selected tasks"), permissions=["terminate"])
-    def terminate_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def terminate_tasks(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
         """Revoke the selected unfinished tasks with ``terminate=True``.
 
         Tasks in SUCCESS or FAILURE have stopped; revoking them would only
@@ -420,7 +424,7 @@ class TaskResultAdmin(ResultAdmin):
         )
 
     @admin.action(description=_("Re-run selected tasks"), permissions=["rerun"])
-    def rerun_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def rerun_tasks(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
         """Send each selected task again: same name and arguments, a new task id.
 
         Rows whose arguments cannot be rebuilt exactly (not stored, cut by
@@ -464,7 +468,7 @@ class TaskResultAdmin(ResultAdmin):
             )
 
     @admin.action(description=_("Forget selected results"), permissions=["forget"])
-    def forget_results(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def forget_results(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> None:
         """The backend's ``forget`` for each selected task: its stored result is removed."""
         if self._too_many(request, queryset):
             return

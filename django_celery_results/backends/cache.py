@@ -11,7 +11,7 @@ from kombu.utils.encoding import bytes_to_str
 from .chords import GroupBodyFailures
 
 
-class CacheBackend(GroupBodyFailures, KeyValueStoreBackend):
+class CacheBackend(GroupBodyFailures, KeyValueStoreBackend):  # type: ignore[misc]  # Celery is untyped
     """Celery result backend storing results in the Django cache named by ``cache_backend``.
 
     Values are serialized with ``result_serializer`` (JSON by default) and read

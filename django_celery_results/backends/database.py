@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache, wraps
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from celery import maybe_signature, states
 from celery.backends.base import Backend, BaseDictBackend
@@ -132,7 +132,7 @@ def _models() -> ModuleType:
     return models
 
 
-class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
+class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]  # Celery is untyped
     """Celery result backend storing results in Django's database.
 
     The models are imported when first used, so the backend can be built
@@ -154,15 +154,15 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
 
     @classproperty
     def TaskModel(cls) -> type[TaskResult]:
-        return _models().TaskResult
+        return cast("type[TaskResult]", _models().TaskResult)
 
     @classproperty
     def GroupModel(cls) -> type[GroupResultModel]:
-        return _models().GroupResult
+        return cast("type[GroupResultModel]", _models().GroupResult)
 
     @classproperty
     def ChordCounterModel(cls) -> type[ChordCounter]:
-        return _models().ChordCounter
+        return cast("type[ChordCounter]", _models().ChordCounter)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -208,7 +208,8 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
     def current_task_children(self, request: Any = None) -> list[Any] | None:
         """The running task's children, as Celery stores them; results only (a mock's are ignored)."""
         if request is None:
-            return super().current_task_children(request)  # the current task's request
+            # None: Celery's base reads the current task's request.
+            return cast("list[Any] | None", super().current_task_children(request))
         children = getattr(request, "children", None)
         if not isinstance(children, (list, tuple)):
             return None
@@ -303,11 +304,11 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
         # An id that can never be stored raises here (check_id): a caller waiting on it would wait forever.
         row = self._task_reader(fresh).meta_row(task_id)
         if row is None:
-            return self.meta_from_decoded({
+            return cast("dict[str, Any]", self.meta_from_decoded({
                 "task_id": task_id, "status": states.PENDING, "result": None,
                 "traceback": None, "children": None, "date_done": None,
-            })
-        return self.meta_from_decoded(codec.task_meta(self.codec, row))
+            }))
+        return cast("dict[str, Any]", self.meta_from_decoded(codec.task_meta(self.codec, row)))
 
     def _ready_metas(self, task_ids: Iterable[str], fresh: bool = False) -> list[dict[str, Any]]:
         """Join meta (:func:`codec.ready_meta`) of those of ``task_ids`` in a ready state.
@@ -339,7 +340,8 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
         off to ``interval``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        meta = self.get_task_meta(task_id)  # checks the app is not eager, as Celery's wait_for does
+        # get_task_meta checks the app is not eager, as Celery's wait_for does.
+        meta: dict[str, Any] = self.get_task_meta(task_id)
         if meta["status"] in states.READY_STATES:
             return meta
         # Notifications are sent where results are written; a hot standby
@@ -432,9 +434,10 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):
 
     def task_result_exists(self, task_id: str) -> bool:
         """True when a row exists for ``task_id`` (even a PENDING one)."""
-        return self.TaskModel._default_manager.filter(
+        exists: bool = self.TaskModel._default_manager.filter(
             task_id=check_id(self.TaskModel, "task_id", task_id),
         ).exists()
+        return exists
 
     @reconnects_when_lost
     def _forget(self, task_id: str) -> None:

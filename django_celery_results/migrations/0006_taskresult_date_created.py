@@ -1,9 +1,13 @@
 # date_created starts as the completion date of existing rows.
+from __future__ import annotations
+
 import django.utils.timezone
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 
-def fill_date_created(apps, schema_editor):
+def fill_date_created(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     TaskResult = apps.get_model("django_celery_results", "TaskResult")
     TaskResult.objects.using(schema_editor.connection.alias).update(date_created=models.F("date_done"))
 

@@ -1,4 +1,6 @@
 # Group results; named indexes replace the db_index flags of 0004/0005/0006/0008.
+from __future__ import annotations
+
 from django.db import migrations, models
 
 from django_celery_results.conf import app_settings
@@ -6,7 +8,7 @@ from django_celery_results.conf import app_settings
 ID_LENGTH = app_settings.task_id_max_length
 
 
-def state_only_index(model_name, field, name):
+def state_only_index(model_name: str, field: str, name: str) -> migrations.SeparateDatabaseAndState:
     # Release 2.1.0 created these (they duplicate the unique constraints); a
     # later fix removed them from this migration. 0010 drops them where they exist.
     return migrations.SeparateDatabaseAndState(

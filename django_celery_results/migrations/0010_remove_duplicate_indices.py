@@ -1,5 +1,9 @@
 # Drop the duplicate id indexes that release 2.1.0's 0009 created, where they exist.
+from __future__ import annotations
+
+from django.apps.registry import Apps
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 DUPLICATES = [
     ("chordcounter", "django_cele_group_i_299b0d_idx"),
@@ -8,7 +12,7 @@ DUPLICATES = [
 ]
 
 
-def drop_duplicates(apps, schema_editor):
+def drop_duplicates(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     connection = schema_editor.connection
     for model_name, index_name in DUPLICATES:
         model = apps.get_model("django_celery_results", model_name)
@@ -16,7 +20,8 @@ def drop_duplicates(apps, schema_editor):
         with connection.cursor() as cursor:
             existing = connection.introspection.get_constraints(cursor, table)
         if index_name in existing:
-            schema_editor.execute(schema_editor._delete_index_sql(model, index_name))
+            # A private method of Django's that django-stubs does not declare.
+            schema_editor.execute(schema_editor._delete_index_sql(model, index_name))  # type: ignore[attr-defined]
 
 
 class Migration(migrations.Migration):

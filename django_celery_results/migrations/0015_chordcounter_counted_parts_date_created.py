@@ -1,10 +1,14 @@
 # Chord counters remember which parts they counted (redeliveries count once)
 # and when they were created (cleanup of abandoned chords).
+from __future__ import annotations
+
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.utils import timezone
 
 
-def date_existing_counters(apps, schema_editor):
+def date_existing_counters(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     ChordCounter = apps.get_model("django_celery_results", "ChordCounter")
     ChordCounter.objects.using(schema_editor.connection.alias).filter(date_created__isnull=True).update(
         date_created=timezone.now()
