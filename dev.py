@@ -377,7 +377,8 @@ def report_coverage(envs: list[str]) -> int:
     say("-- coverage of django_celery_results (branches included), the main cells together:")
     subprocess.run([python, "-m", "coverage", "combine", "--keep", "-q", f"--data-file={combined}", *found],
                    cwd=ROOT, check=True)
-    return subprocess.run([python, "-m", "coverage", "report", f"--data-file={combined}"], cwd=ROOT).returncode
+    report = subprocess.run([python, "-m", "coverage", "report", f"--data-file={combined}"], cwd=ROOT)
+    return report.returncode
 
 
 def cmd_ci(argv: list[str]) -> int:

@@ -15,7 +15,8 @@ class CacheBackend(GroupBodyFailures, KeyValueStoreBackend):  # type: ignore[mis
     """Celery result backend storing results in the Django cache named by ``cache_backend``.
 
     Values are serialized with ``result_serializer`` (JSON by default) and read
-    back only if ``accept_content`` allows their content type.
+    back only if ``accept_content`` allows their content type: ``encode`` and
+    ``decode`` (public API) are Celery's own.
     """
 
     supports_native_join = True
@@ -52,11 +53,3 @@ class CacheBackend(GroupBodyFailures, KeyValueStoreBackend):  # type: ignore[mis
 
     def delete(self, key: bytes | str) -> None:
         self.cache_backend.delete(bytes_to_str(key))
-
-    def encode(self, data: Any) -> Any:
-        """Serialize with ``result_serializer``."""
-        return super().encode(data)
-
-    def decode(self, data: Any) -> Any:
-        """Deserialize, refusing content types ``accept_content`` does not allow."""
-        return super().decode(data)
