@@ -16,12 +16,12 @@ from typing import Any
 
 from celery.utils.time import maybe_timedelta
 from django.db import models
+from django.utils import timezone
 
 from . import engines
 from .conf import app_settings
 from .managers import AliasedManager, BatchSizer, ChordCounterManager, delete_oldest_first
 from .models import ChordCounter, GroupResult, TaskResult
-from .utils import now
 
 TASKS = "task results"
 GROUPS = "group results"
@@ -108,7 +108,7 @@ class Cleanup:
             sizer = BatchSizer(size)  # one per table: their rows cost differently
             if kind == CHORDS:
                 # Counters inserted by older code carry no date: their clock starts now.
-                ChordCounter.objects.db_manager(self.alias(kind)).dateless().update(date_created=now())
+                ChordCounter.objects.db_manager(self.alias(kind)).dateless().update(date_created=timezone.now())
                 yield from self._delete_chords(sizer)
                 continue
             for deleted in delete_oldest_first(self.rows(kind), TABLES[kind][1], sizer):
@@ -162,4 +162,4 @@ def delete_expired_results(
     What ``DatabaseBackend.cleanup()`` runs; the ``celery_results_cleanup``
     command runs the same :class:`Cleanup`. Returns the rows deleted per kind.
     """
-    return Cleanup(before=now() - maybe_timedelta(expires), batch_size=batch_size).delete()
+    return Cleanup(before=timezone.now() - maybe_timedelta(expires), batch_size=batch_size).delete()

@@ -28,7 +28,6 @@ from django.utils import timezone
 from . import engines
 from .compiled import ReadCache
 from .conf import app_settings
-from .utils import now
 from .values import check_id, storable
 
 if TYPE_CHECKING:
@@ -137,7 +136,7 @@ class ResultManager(AliasedManager[M]):
         The write alias, because what it returns is about to be deleted: a
         replica may lag behind.
         """
-        before = now() - maybe_timedelta(expires)
+        before = timezone.now() - maybe_timedelta(expires)
         expired: ResultQuerySet[M] = self.get_queryset().using(self.write_alias()).done_before(before)
         return expired
 
@@ -365,17 +364,16 @@ class TaskResultManager(ResultManager["TaskResult"]):
         ``date_started`` comes from Django's clock when STARTED is stored (the
         database's clock may run in another time zone).
         """
-        # Stored values need no local time zone (Django stores UTC); utils.now() converts.
         moment = timezone.now()
-        connection = connections[self.write_alias(using)]
+        alias = self.write_alias(using)
+        connection = connections[alias]
         row = storable(self.model, {**values, "date_done": moment, "date_created": moment}, connection)
         if row.get("date_started") is None and values["status"] == states.STARTED:
             row["date_started"] = moment
         sql = engines.upsert_task_sql(
             connection, self.model._meta.db_table, list(row), str(values["status"]),
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, engines.prepared(connection, self.model, row))
+        engines.write_row(self.model, alias, sql, row)
 
     def insert_if_absent(self, values: Mapping[str, Any], using: str | None = None) -> None:
         """Insert one task's row unless the task id has one already (never overwrites).
@@ -384,7 +382,7 @@ class TaskResultManager(ResultManager["TaskResult"]):
         runs inside views): a lock on the row held until the caller commits would
         hold back the worker storing the task's next state.
         """
-        moment = now()
+        moment = timezone.now()
         alias = self.write_alias(using)
         dated = {**values, "date_done": moment, "date_created": moment}
         row = storable(self.model, dated, connections[alias])
@@ -422,7 +420,7 @@ class GroupResultManager(ResultManager["GroupResult"]):
             "content_encoding": content_encoding,
             "result": result,
         }
-        moment = now()
+        moment = timezone.now()
         alias = self.write_alias(using)
         dated = {**values, "date_created": moment, "date_done": moment}
         row = storable(self.model, dated, connections[alias])
@@ -468,7 +466,7 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         alias = self.write_alias()
         row = {
             "group_id": group_id, "sub_tasks": sub_tasks, "count": count, "counted_parts": "|",
-            "date_created": now(),
+            "date_created": timezone.now(),
         }
         updated = ["sub_tasks", "count", "counted_parts", "date_created"]
 
@@ -587,7 +585,7 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         A counter still waiting for parts stays until it is also older than
         ``WAITING_CHORD_EXPIRES``: without it its chord could never complete.
         """
-        given_up = min(moment, now() - app_settings.waiting_chord_expires)
+        given_up = min(moment, timezone.now() - app_settings.waiting_chord_expires)
         expired: models.QuerySet[ChordCounter] = self.for_write().filter(
             models.Q(date_created__lt=moment, count=0) | models.Q(date_created__lt=given_up)
         )

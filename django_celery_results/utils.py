@@ -1,4 +1,4 @@
-"""Small helpers shared by the models, managers and backends."""
+"""``now()``, the installed base's public helper (the package itself reads Django's ``timezone.now()``)."""
 
 from __future__ import annotations
 

@@ -212,7 +212,7 @@ def test_part_lookups_go_through_the_unique_index(planner_prefers_indexes: None)
         plan = _plan(sql, params)
         assert any(name in plan for name in names), plan
     if connection.vendor == "postgresql":
-        from django_celery_results.engines import _count_part_postgresql
+        from django_celery_results.engines.chords import _count_part_postgresql
 
         sql = _count_part_postgresql(ChordCounter._meta.db_table, ChordPart._meta.db_table)
         plan = _plan(sql, [group_id, "t5", group_id, group_id, group_id])

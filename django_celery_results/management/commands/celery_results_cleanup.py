@@ -68,10 +68,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, router
 from django.db.models import Count
+from django.utils import timezone
 
 from django_celery_results.cleanup import CHORDS, GROUPS, KINDS, TABLES, TASKS, Cleanup
 from django_celery_results.conf import app_settings
-from django_celery_results.utils import now
 
 AGE = re.compile(
     r"(?:(?P<weeks>\d+)w)?(?:(?P<days>\d+)d)?(?:(?P<hours>\d+)h)?(?:(?P<minutes>\d+)m)?(?:(?P<seconds>\d+)s)?"
@@ -346,7 +346,7 @@ class Command(BaseCommand):
             CHORDS: not filtered if options["include_chords"] is None else bool(options["include_chords"]),
         }
         try:
-            before = now() - age
+            before = timezone.now() - age
         except OverflowError:
             raise CommandError(f"Invalid --older-than: {describe_age(age)} ago is before year 1.") from None
         cleanup = Cleanup(
