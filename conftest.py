@@ -103,7 +103,9 @@ def _versions(config: pytest.Config) -> dict[str, str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _matrix_cell(
-    request: pytest.FixtureRequest, record_testsuite_property: Any, django_db_blocker: Any,
+    request: pytest.FixtureRequest,
+    record_testsuite_property: Any,
+    django_db_blocker: Any,
 ) -> None:
     if SERVER_KEY not in request.config.stash:  # no header (-q, --no-header): ask the server now
         with django_db_blocker.unblock():

@@ -88,8 +88,11 @@ def interpreter_path() -> str:
         subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip() if pyenv else ""
     )
     if root and (Path(root) / "versions").is_dir():
-        folders = [str(path / "bin") for path in sorted((Path(root) / "versions").iterdir())
-                   if (path / "bin" / "python").exists()]
+        folders = [
+            str(path / "bin")
+            for path in sorted((Path(root) / "versions").iterdir())
+            if (path / "bin" / "python").exists()
+        ]
     return os.pathsep.join([*folders, os.environ.get("PATH", "")])
 
 
@@ -157,7 +160,8 @@ def unavailable(env: str) -> str | None:
         return reachable(os.environ.get("PGHOST", "127.0.0.1"), os.environ.get("PGPORT", "5432"))
     if engine == "mysql":
         return mysql_headers_missing() or reachable(
-            os.environ.get("MYSQL_HOST", "127.0.0.1"), os.environ.get("MYSQL_TCP_PORT", "3306"))
+            os.environ.get("MYSQL_HOST", "127.0.0.1"), os.environ.get("MYSQL_TCP_PORT", "3306")
+        )
     return None
 
 
@@ -253,8 +257,10 @@ def run_cells(envs: list[str], pytest_args: list[str], required: bool) -> tuple[
 MATRIX = ROOT / "MATRIX.md"
 #: How conftest.py names each engine's server in the report, by tox.ini's [servers] key.
 SERVER_NAMES = {"postgresql": "postgresql", "mysql": "mysql (mysql)", "mariadb": "mysql (mariadb)"}
-ELSEWHERE = ("no server package of this version reaches this machine; "
-             "run by `docker compose up --exit-code-from tests` and the GitHub workflow")
+ELSEWHERE = (
+    "no server package of this version reaches this machine; "
+    "run by `docker compose up --exit-code-from tests` and the GitHub workflow"
+)
 
 
 def servers() -> dict[str, list[str]]:
@@ -270,12 +276,29 @@ def selection(chosen: str) -> str:
 
 def write_matrix(outcomes: list[Outcome]) -> None:
     """MATRIX.md: one row per cell from its JUnit report, then the servers no cell reached."""
-    columns = ("cell", "Python", "Django", "Celery", "kombu", "server", "driver",
-               "passed", "failed", "skipped", "time", "tests run", "run at (UTC)")
+    columns = (
+        "cell",
+        "Python",
+        "Django",
+        "Celery",
+        "kombu",
+        "server",
+        "driver",
+        "passed",
+        "failed",
+        "skipped",
+        "time",
+        "tests run",
+        "run at (UTC)",
+    )
     green = [o for o in outcomes if o.ran and not o.failed]
-    verdict = (f"All {len(outcomes)} cells passed." if len(green) == len(outcomes) else
-               f"{len(green)} of {len(outcomes)} cells passed; not green: "
-               + ", ".join(f"`{o.env}`" for o in outcomes if o not in green) + ".")
+    verdict = (
+        f"All {len(outcomes)} cells passed."
+        if len(green) == len(outcomes)
+        else f"{len(green)} of {len(outcomes)} cells passed; not green: "
+        + ", ".join(f"`{o.env}`" for o in outcomes if o not in green)
+        + "."
+    )
     lines = [
         "# Compatibility matrix",
         "",
@@ -296,18 +319,37 @@ def write_matrix(outcomes: list[Outcome]) -> None:
         if not o.ran:
             lines.append(f"| `{o.env}` | " + " | ".join(["-"] * 10) + f" | not run: {o.reason} | - |")
             continue
-        row = (f"`{o.env}`", p.get("python", "?"), p.get("django", "?"), p.get("celery", "?"),
-               p.get("kombu", "?"), p.get("server", "?"), p.get("driver", "?"), str(o.passed),
-               str(o.failed), str(o.skipped), f"{o.seconds / 60:.1f} min",
-               selection(p.get("selection", "?")), o.started)
+        row = (
+            f"`{o.env}`",
+            p.get("python", "?"),
+            p.get("django", "?"),
+            p.get("celery", "?"),
+            p.get("kombu", "?"),
+            p.get("server", "?"),
+            p.get("driver", "?"),
+            str(o.passed),
+            str(o.failed),
+            str(o.skipped),
+            f"{o.seconds / 60:.1f} min",
+            selection(p.get("selection", "?")),
+            o.started,
+        )
         lines.append("| " + " | ".join(row) + " |")
     seen = [o.properties.get("server", "") for o in outcomes]
-    missing = [(name, version) for name, versions in servers().items() for version in versions
-               if not any(s.startswith(f"{SERVER_NAMES[name]} {version}.") for s in seen)]
+    missing = [
+        (name, version)
+        for name, versions in servers().items()
+        for version in versions
+        if not any(s.startswith(f"{SERVER_NAMES[name]} {version}.") for s in seen)
+    ]
     lines += ["", "## Not run on this machine", ""]
     lines += [f"- {name} {version}: {ELSEWHERE}." for name, version in missing] or ["- none"]
-    lines += ["", "Every other environment of `tox -l` can be run the same way (`tox -e NAME`);",
-              "the cells above cover every Python, Django and Celery version with every engine.", ""]
+    lines += [
+        "",
+        "Every other environment of `tox -l` can be run the same way (`tox -e NAME`);",
+        "the cells above cover every Python, Django and Celery version with every engine.",
+        "",
+    ]
     MATRIX.write_text("\n".join(lines))
 
 
@@ -318,14 +360,25 @@ def cmd_test(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="dev.py test",
         description="The test suite on the main cell of every engine (tox label 'main'); "
-                    "arguments after -- go to pytest.",
+        "arguments after -- go to pytest.",
     )
-    parser.add_argument("--engine", action="append", default=[], type=str.lower,
-                        help="only this engine (repeatable, or a comma list); it must be reachable")
-    parser.add_argument("-e", "--env", action="append", default=[],
-                        help="tox environments to run instead of the main cells (repeatable, comma lists)")
-    parser.add_argument("--require-all", action="store_true",
-                        help="an unreachable engine is a failure (also when CI is true)")
+    parser.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        type=str.lower,
+        help="only this engine (repeatable, or a comma list); it must be reachable",
+    )
+    parser.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        help="tox environments to run instead of the main cells (repeatable, comma lists)",
+    )
+    parser.add_argument(
+        "--require-all", action="store_true", help="an unreachable engine is a failure (also when CI is true)"
+    )
     options, pytest_args = split_passthrough(parser, argv)
     engines = {name.strip() for value in options.engine for name in value.split(",")}
     if unknown := engines - set(ENGINES):
@@ -333,17 +386,19 @@ def cmd_test(argv: list[str]) -> int:
     envs = [env for value in options.env for env in value.split(",")] or label("main")
     envs = [env for env in envs if not engines or engine_of(env) in engines]
     required = bool(options.require_all or engines or options.env) or (
-        os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on"))
+        os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+    )
     code, outcomes = run_cells(envs, pytest_args, required)
     print_summary(outcomes)
     return code
 
 
 def split_passthrough(
-    parser: argparse.ArgumentParser, argv: list[str],
+    parser: argparse.ArgumentParser,
+    argv: list[str],
 ) -> tuple[argparse.Namespace, list[str]]:
     """Our options before ``--``, pytest's after it (unknown options go to pytest too)."""
-    ours, theirs = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    ours, theirs = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     options, rest = parser.parse_known_args(ours)
     return options, [*rest, *theirs]
 
@@ -375,8 +430,11 @@ def report_coverage(envs: list[str]) -> int:
     python = str(ROOT / ".tox" / envs[0] / "bin" / "python")
     combined = str(ROOT / ".tox" / ".coverage")
     say("-- coverage of django_celery_results (branches included), the main cells together:")
-    subprocess.run([python, "-m", "coverage", "combine", "--keep", "-q", f"--data-file={combined}", *found],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [python, "-m", "coverage", "combine", "--keep", "-q", f"--data-file={combined}", *found],
+        cwd=ROOT,
+        check=True,
+    )
     report = subprocess.run([python, "-m", "coverage", "report", f"--data-file={combined}"], cwd=ROOT)
     return report.returncode
 
@@ -399,10 +457,18 @@ def cmd_matrix(argv: list[str]) -> int:
     full would take hours on a 2-core machine); ``-e`` reruns some cells only.
     """
     parser = argparse.ArgumentParser(prog="dev.py matrix", description=cmd_matrix.__doc__)
-    parser.add_argument("--report-only", action="store_true",
-                        help="rewrite MATRIX.md from the reports of the last run without running anything")
-    parser.add_argument("-e", "--env", action="append", default=[],
-                        help="run only these cells of the label (repeatable, comma lists)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite MATRIX.md from the reports of the last run without running anything",
+    )
+    parser.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        help="run only these cells of the label (repeatable, comma lists)",
+    )
     options = parser.parse_args(argv)
     envs = label("matrix")
     chosen = [env for value in options.env for env in value.split(",")] or envs
@@ -446,7 +512,7 @@ def cmd_demo(argv: list[str]) -> int:
 
 
 def cmd_lint(argv: list[str]) -> int:
-    """ruff over the tree and mypy over the package."""
+    """ruff (lint rules and formatting) over the tree and mypy (strict) over the package."""
     return tox("run", "-e", "lint,type", *argv)
 
 
@@ -472,8 +538,16 @@ def cmd_messages(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "test": cmd_test, "ci": cmd_ci, "matrix": cmd_matrix, "cells": cmd_cells,
-            "lint": cmd_lint, "docs": cmd_docs, "messages": cmd_messages}
+COMMANDS = {
+    "demo": cmd_demo,
+    "test": cmd_test,
+    "ci": cmd_ci,
+    "matrix": cmd_matrix,
+    "cells": cmd_cells,
+    "lint": cmd_lint,
+    "docs": cmd_docs,
+    "messages": cmd_messages,
+}
 
 USAGE = """\
 usage: python3 dev.py demo [--admin]

@@ -69,9 +69,23 @@ REFERENCE_ONLY = frozenset({"search_text"})
 
 TABLE = TaskResult._meta.db_table
 COLUMNS = (
-    "task_id", "periodic_task_name", "task_name", "task_args", "task_kwargs", "status", "worker",
-    "content_type", "content_encoding", "result", "date_created", "date_started", "date_done",
-    "retries", "queue", "traceback", "meta",
+    "task_id",
+    "periodic_task_name",
+    "task_name",
+    "task_args",
+    "task_kwargs",
+    "status",
+    "worker",
+    "content_type",
+    "content_encoding",
+    "result",
+    "date_created",
+    "date_started",
+    "date_done",
+    "retries",
+    "queue",
+    "traceback",
+    "meta",
 )
 
 _AREAS = ("billing", "mail", "reports", "search", "media", "accounts", "sync", "exports", "alerts", "audit")
@@ -89,8 +103,12 @@ PERIODIC_NAMES = tuple(
 #: Share of rows sent by celery beat.
 PERIODIC_SHARE = 0.1
 STATUS_WEIGHTS = {
-    states.SUCCESS: 90.0, states.FAILURE: 4.0, states.STARTED: 2.0, states.RETRY: 1.5,
-    states.REVOKED: 1.5, states.PENDING: 1.0,
+    states.SUCCESS: 90.0,
+    states.FAILURE: 4.0,
+    states.STARTED: 2.0,
+    states.RETRY: 1.5,
+    states.REVOKED: 1.5,
+    states.PENDING: 1.0,
 }
 QUEUES = ("celery", "default", "reports")
 TRACEBACK = (
@@ -98,7 +116,7 @@ TRACEBACK = (
     '  File "/app/.venv/lib/python3.11/site-packages/celery/app/trace.py", line 477, in trace_task\n'
     "    R = retval = fun(*args, **kwargs)\n"
     '  File "/app/proj/tasks.py", line 88, in run\n'
-    "    raise ValueError(f\"bad input {n}\")\n"
+    '    raise ValueError(f"bad input {n}")\n'
     "ValueError: bad input {n}\n"
 )
 
@@ -151,12 +169,15 @@ def generate_rows(count: int, now: datetime, seed: int = SEED) -> Iterator[tuple
             result = f'{{"processed": {n}, "ok": true}}'
             traceback = None
         elif status == states.FAILURE:
-            result = (f'{{"exc_type": "ValueError", "exc_message": ["bad input {n}"], '
-                      f'"exc_module": "builtins"}}')
+            result = (
+                f'{{"exc_type": "ValueError", "exc_message": ["bad input {n}"], "exc_module": "builtins"}}'
+            )
             traceback = TRACEBACK.replace("{n}", str(n))
         elif status == states.REVOKED:
-            result = ('{"exc_type": "TaskRevokedError", "exc_message": ["revoked"], '
-                      '"exc_module": "celery.exceptions"}')
+            result = (
+                '{"exc_type": "TaskRevokedError", "exc_message": ["revoked"], '
+                '"exc_module": "celery.exceptions"}'
+            )
             traceback = None
         else:
             result, traceback = None, None
@@ -198,9 +219,10 @@ def fill(count: int, now: datetime) -> None:
     columns = ", ".join(qn(c) for c in COLUMNS)
     rows = generate_rows(count, now)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {qn(TABLE)} ({columns}) FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {qn(TABLE)} ({columns}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
         log("filled; VACUUM (ANALYZE) ...")
@@ -267,8 +289,11 @@ def requests(chosen: Picks, change_pk: int) -> list[tuple[str, str, dict[str, st
         ("worker", changelist, {"worker__exact": chosen.worker}),
         ("periodic_task_name", changelist, {"periodic_task_name__exact": chosen.periodic_name}),
         ("failure_on_worker", changelist, {"status__exact": states.FAILURE, "worker__exact": chosen.worker}),
-        ("date_past_7_days", changelist,
-         {"date_done__gte": str(chosen.last_week), "date_done__lt": str(chosen.tomorrow)}),
+        (
+            "date_past_7_days",
+            changelist,
+            {"date_done__gte": str(chosen.last_week), "date_done__lt": str(chosen.tomorrow)},
+        ),
         ("date_year", changelist, {"date_done__year": year}),
         ("date_month", changelist, {"date_done__year": year, "date_done__month": month}),
         ("date_day", changelist, {"date_done__year": year, "date_done__month": month, "date_done__day": day}),
@@ -350,12 +375,18 @@ def measure(client: Client, label: str, path: str, query: dict[str, str]) -> Fig
     if slow:
         plan = explain(slowest_sql)
         details["slowest_plan"] = plan
-        note = (f"{'' if limited else 'reference, '}over {LIMIT_SECONDS:g} s; slowest query "
-                f"{slowest_time * 1000:.0f} ms: {slowest_sql[:160]}")
-        log(f"{label}: {ms(median)} ms, over the limit; slowest query ({slowest_time * 1000:.0f} ms):\n"
-            f"{slowest_sql}\n{plan}")
-    log(f"{label}: median {ms(median)} ms, {len(queries)} queries (SQL {details['sql_ms']} ms, "
-        f"slowest {slowest_time * 1000:.0f} ms){'  OVER 1 s' if slow and limited else ''}")
+        note = (
+            f"{'' if limited else 'reference, '}over {LIMIT_SECONDS:g} s; slowest query "
+            f"{slowest_time * 1000:.0f} ms: {slowest_sql[:160]}"
+        )
+        log(
+            f"{label}: {ms(median)} ms, over the limit; slowest query ({slowest_time * 1000:.0f} ms):\n"
+            f"{slowest_sql}\n{plan}"
+        )
+    log(
+        f"{label}: median {ms(median)} ms, {len(queries)} queries (SQL {details['sql_ms']} ms, "
+        f"slowest {slowest_time * 1000:.0f} ms){'  OVER 1 s' if slow and limited else ''}"
+    )
     return Figure(
         name=f"admin_{label}",
         unit=f"ms (median of {TIMED})",
@@ -381,18 +412,22 @@ def admin(rows: int = ROWS) -> list[Figure]:
     if stored != rows:
         raise AssertionError(f"the fill stored {stored} rows, not {rows}")
     log(f"{rows} rows written and analyzed in {fill_seconds:.1f}s")
-    figures = [Figure(
-        name="admin_fill",
-        unit=f"s ({rows} rows)",
-        ours=round(fill_seconds, 1),
-        target=f"< {FILL_TARGET_SECONDS:g} s",
-        met=fill_seconds < FILL_TARGET_SECONDS,
-        note="bulk load and statistics: " + (
-            "COPY, VACUUM (ANALYZE)" if connection.vendor == "postgresql"
-            else "multi-row INSERTs of 5,000 rows, ANALYZE"
-        ),
-        details={"rows": rows, "table_bytes": table_bytes()},
-    )]
+    figures = [
+        Figure(
+            name="admin_fill",
+            unit=f"s ({rows} rows)",
+            ours=round(fill_seconds, 1),
+            target=f"< {FILL_TARGET_SECONDS:g} s",
+            met=fill_seconds < FILL_TARGET_SECONDS,
+            note="bulk load and statistics: "
+            + (
+                "COPY, VACUUM (ANALYZE)"
+                if connection.vendor == "postgresql"
+                else "multi-row INSERTs of 5,000 rows, ANALYZE"
+            ),
+            details={"rows": rows, "table_bytes": table_bytes()},
+        )
+    ]
 
     chosen = picks(rows, now)
     change_pk = TaskResult.objects.only("pk").get(task_id__startswith=chosen.task_id_prefix).pk
@@ -413,8 +448,8 @@ def table_bytes() -> int | None:
         if connection.vendor == "mysql":
             cursor.execute(
                 "SELECT data_length + index_length FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name = %s", [TABLE],
+                "WHERE table_schema = DATABASE() AND table_name = %s",
+                [TABLE],
             )
             return int(cursor.fetchone()[0])
     return None
-

@@ -24,7 +24,10 @@ def max_rss_bytes() -> int:
 
 
 def chord_parts(
-    barrier: Any, group_id: str, body: dict[str, Any], parts: list[tuple[int, str]],
+    barrier: Any,
+    group_id: str,
+    body: dict[str, Any],
+    parts: list[tuple[int, str]],
 ) -> dict[str, Any]:
     """Finish ``parts`` of a chord header as a worker does: store the result, count the part.
 
@@ -123,8 +126,11 @@ def cleanup(kind: str, traced: bool = False) -> dict[str, Any]:
     peak = tracemalloc.get_traced_memory()[1] if traced else None
     tracemalloc.stop()
     return {
-        "seconds": seconds, "rss_growth": max_rss_bytes() - before, "traced_peak": peak,
-        "batches": len(durations), "longest_batch": max(durations, default=0.0),
+        "seconds": seconds,
+        "rss_growth": max_rss_bytes() - before,
+        "traced_peak": peak,
+        "batches": len(durations),
+        "longest_batch": max(durations, default=0.0),
     }
 
 

@@ -66,7 +66,8 @@ def chord_scale(bench: Bench) -> Figure:
     first, last = ms(statistics.median(timings[:WINDOW])), ms(statistics.median(timings[-WINDOW:]))
     drift = round(last / first, 2) if first else None
     sizes = {
-        "counter_table": _size(ChordCounter._meta.db_table), "part_table": _size(ChordPart._meta.db_table),
+        "counter_table": _size(ChordCounter._meta.db_table),
+        "part_table": _size(ChordPart._meta.db_table),
     }
     ok = callbacks == 1 and count == 0 and counted == n and drift is not None and drift <= DRIFT_TARGET
     return Figure(
@@ -82,7 +83,14 @@ def chord_scale(bench: Bench) -> Figure:
             f"{callbacks} callback(s)"
         ),
         details={
-            "parts": n, "first_ms": first, "last_ms": last, "drift": drift, "last_part_ms": last_ms,
-            "callbacks": callbacks, "count_left": count, "parts_counted": counted, **sizes,
+            "parts": n,
+            "first_ms": first,
+            "last_ms": last,
+            "drift": drift,
+            "last_part_ms": last_ms,
+            "callbacks": callbacks,
+            "count_left": count,
+            "parts_counted": counted,
+            **sizes,
         },
     )

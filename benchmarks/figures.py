@@ -35,7 +35,9 @@ WRITE_RATIO_TARGET = 1.3
 MEMORY_MULTIPLE_TARGET = 5.0
 #: Latency targets in ms: (p50, p99); None: no target.
 LATENCY_TARGET_MS: dict[str, tuple[float | None, float]] = {
-    "postgresql": (2.0, 10.0), "mysql": (None, 60.0), "sqlite": (None, 60.0),
+    "postgresql": (2.0, 10.0),
+    "mysql": (None, 60.0),
+    "sqlite": (None, 60.0),
 }
 #: p50 in ms of a ``get()`` that polls because LISTEN is deaf behind a pooler
 #: (2.6.0 polls every 0.5 s: about 250 ms on average).
@@ -193,7 +195,10 @@ def store_new(bench: Bench) -> Figure:
     )
     bench.stored_ids = ours_ids[:n]
     return _write_figure(
-        "store_new", result, {"new SUCCESS": statements}, _same_row(ours_ids[0], floor_ids[0]),
+        "store_new",
+        result,
+        {"new SUCCESS": statements},
+        _same_row(ours_ids[0], floor_ids[0]),
     )
 
 
@@ -223,7 +228,10 @@ def lifecycle(bench: Bench) -> Figure:
     )
     done = count_statements(lambda: bench.backend.mark_as_done(fresh, 1, request=request))
     return _write_figure(
-        "lifecycle", result, {"STARTED": started, "SUCCESS": done}, _same_row(ours_ids[0], floor_ids[0]),
+        "lifecycle",
+        result,
+        {"STARTED": started, "SUCCESS": done},
+        _same_row(ours_ids[0], floor_ids[0]),
     )
 
 
@@ -363,6 +371,7 @@ def chord(bench: Bench) -> list[Figure]:
         requests = [floor.request(p, i, group=group_id, chord=body) for i, p in enumerate(part_ids)]
         for i, request in enumerate(requests):
             bench.backend.store_result(request.id, i, states.SUCCESS, request=request)
+
         def part(i: int) -> None:
             bench.backend.on_chord_part_return(requests[i], states.SUCCESS, i)
 
@@ -381,8 +390,13 @@ def chord(bench: Bench) -> list[Figure]:
             cursor.execute(
                 f"INSERT INTO {qn(floor.CHORD_TABLE)} ({qn('group_id')}, {qn('sub_tasks')}, {qn('count')}, "
                 f"{qn('counted_parts')}, {qn('date_created')}) VALUES (%s, %s, %s, %s, %s)",
-                [floor_group, "[]", 10 * n, "|",
-                 connection.ops.adapt_datetimefield_value(datetime.now(timezone.utc))],
+                [
+                    floor_group,
+                    "[]",
+                    10 * n,
+                    "|",
+                    connection.ops.adapt_datetimefield_value(datetime.now(timezone.utc)),
+                ],
             )
         decrement = floor.decrement_sql(connection.vendor)
 
@@ -412,8 +426,10 @@ def chord(bench: Bench) -> list[Figure]:
                 f"floor; callback sent once; last part's join <= {LAST_JOIN_TARGET}x the floor's join"
             ),
             met=(
-                per_part <= MAX_PART_STATEMENTS[connection.vendor] and one_process_ok
-                and result.ratio <= CHORD_RATIO_TARGET and header_join.ratio <= LAST_JOIN_TARGET
+                per_part <= MAX_PART_STATEMENTS[connection.vendor]
+                and one_process_ok
+                and result.ratio <= CHORD_RATIO_TARGET
+                and header_join.ratio <= LAST_JOIN_TARGET
             ),
             note=(
                 f"last part (joins {n}, sends the callback) {last_ms} ms; its join of the header "
@@ -425,7 +441,7 @@ def chord(bench: Bench) -> list[Figure]:
                 "last_join_floor_ms": ms(header_join.floor_median),
                 "last_join_ratio": round(header_join.ratio, 2),
                 "first_tenth_ms": ms(statistics.median(result.ours[: n // 10])),
-                "last_tenth_ms": ms(statistics.median(result.ours[-(n // 10):])),
+                "last_tenth_ms": ms(statistics.median(result.ours[-(n // 10) :])),
                 "last_part_ms": last_ms,
                 "callbacks": published.count,
                 "count_left": count,
@@ -462,7 +478,9 @@ def _chord_processes(bench: Bench, processes: int) -> Figure:
     barrier = multiprocessing.get_context("spawn").Barrier(processes)
     shares = [[(i, p) for i, p in enumerate(part_ids) if i % processes == k] for k in range(processes)]
     outcomes = run_in_processes(
-        children.chord_parts, [(barrier, group_id, body, share) for share in shares], bench.engine,
+        children.chord_parts,
+        [(barrier, group_id, body, share) for share in shares],
+        bench.engine,
     )
     callbacks = sum(o["published"] for o in outcomes)
     seconds = max(o["seconds"] for o in outcomes)
@@ -478,7 +496,10 @@ def _chord_processes(bench: Bench, processes: int) -> Figure:
         met=ok,
         note=f"{callbacks} callback(s), {lost} decrement(s) lost, counter left at {count}",
         details={
-            "seconds": round(seconds, 3), "callbacks": callbacks, "lost": lost, "count_left": count,
+            "seconds": round(seconds, 3),
+            "callbacks": callbacks,
+            "lost": lost,
+            "count_left": count,
             "engine": bench.engine,
         },
     )
@@ -489,20 +510,35 @@ def _chord_processes(bench: Bench, processes: int) -> Figure:
 
 def insert_rows(expired: int, fresh: int) -> None:
     """``expired`` task results finished two days ago or earlier and ``fresh`` ones from now."""
-    columns = ("task_id", "status", "content_type", "content_encoding", "result", "meta",
-               "task_name", "date_created", "date_done")
-    sql = (
-        f"INSERT INTO {floor.TASK_TABLE} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    columns = (
+        "task_id",
+        "status",
+        "content_type",
+        "content_encoding",
+        "result",
+        "meta",
+        "task_name",
+        "date_created",
+        "date_done",
     )
+    sql = f"INSERT INTO {floor.TASK_TABLE} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
     now = datetime.now(timezone.utc)
     adapt = connection.ops.adapt_datetimefield_value
 
     def rows(count: int, newest: datetime, tag: str) -> Any:
         for i in range(count):
             moment = adapt(newest - timedelta(milliseconds=i))
-            yield (f"{tag}-{i}-{new_id()}", states.SUCCESS, "application/json", "utf-8",
-                   '{"sum": 3}', '{"children": []}', floor.TASK_NAME, moment, moment)
+            yield (
+                f"{tag}-{i}-{new_id()}",
+                states.SUCCESS,
+                "application/json",
+                "utf-8",
+                '{"sum": 3}',
+                '{"children": []}',
+                floor.TASK_NAME,
+                moment,
+                moment,
+            )
 
     batch = 5000
     for count, newest, tag in ((expired, now - timedelta(days=2), "old"), (fresh, now, "new")):
@@ -645,9 +681,16 @@ def cleanup(bench: Bench) -> list[Figure]:
                     "longest_batch_ms": longest_ms,
                     "rss_growth": timed["rss_growth"],
                     "floor_rss_growth": hand["rss_growth"],
-                    **({"traced_peak_small": small["traced_peak"], "traced_peak_full": full["traced_peak"],
-                        "traced_peak_1m_extrapolated": round(million), "rows_small": n // 5}
-                       if size == n and analyze else {}),
+                    **(
+                        {
+                            "traced_peak_small": small["traced_peak"],
+                            "traced_peak_full": full["traced_peak"],
+                            "traced_peak_1m_extrapolated": round(million),
+                            "rows_small": n // 5,
+                        }
+                        if size == n and analyze
+                        else {}
+                    ),
                 },
             )
             found.append(figure)
@@ -683,21 +726,24 @@ def latency(bench: Bench) -> list[Figure]:
         target=f"p99 <= {p99_target:g} ms",
         met=p99 <= p99_target,
     )
-    return [Figure(
-        name="latency",
-        unit="ms (p50)",
-        ours=p50,
-        statements=f"{qps:g}/s while waiting",
-        target=target,
-        met=met,
-        note=(
-            f"from the writer's commit; p99 {p99} ms over {found['samples']} samples; from the start "
-            f"of its store_result: p50 {found['p50_from_store_ms']} ms, p99 {found['p99_from_store_ms']} "
-            f"ms (the store itself {found['store_ms_median']} ms, median); a get() waiting 3 s ran "
-            f"{qps:g} statements/s after its first second"
+    return [
+        Figure(
+            name="latency",
+            unit="ms (p50)",
+            ours=p50,
+            statements=f"{qps:g}/s while waiting",
+            target=target,
+            met=met,
+            note=(
+                f"from the writer's commit; p99 {p99} ms over {found['samples']} samples; from the start "
+                f"of its store_result: p50 {found['p50_from_store_ms']} ms, p99 {found['p99_from_store_ms']} "
+                f"ms (the store itself {found['store_ms_median']} ms, median); a get() waiting 3 s ran "
+                f"{qps:g} statements/s after its first second"
+            ),
+            details={**found, "delays_ms": [10, 250]},
         ),
-        details={**found, "delays_ms": [10, 250]},
-    ), p99_figure]
+        p99_figure,
+    ]
 
 
 @contextmanager
@@ -741,8 +787,12 @@ def latency_pooler(bench: Bench) -> list[Figure]:
     assert listen_target is not None
     variants = (
         ("latency_pooler", {}, POOLED_POLL_TARGET_MS, "LISTEN is deaf through the pooler"),
-        ("latency_pooler_listen", {"LISTEN_DATABASE": "direct"}, listen_target,
-         "LISTEN_DATABASE names a direct alias"),
+        (
+            "latency_pooler_listen",
+            {"LISTEN_DATABASE": "direct"},
+            listen_target,
+            "LISTEN_DATABASE names a direct alias",
+        ),
     )
     found: list[Figure] = []
     entry = connection.settings_dict
@@ -752,18 +802,22 @@ def latency_pooler(bench: Bench) -> list[Figure]:
                 measured = workloads.latency(bench.app, bench.engine, bench.sizes.latency_samples)
                 polled = "default" in notify._deaf_aliases
             p50, p99, qps = measured["p50_ms"], measured["p99_ms"], measured["wait_qps"]
-            found.append(Figure(
-                name=name,
-                unit="ms (p50)",
-                ours=p50,
-                statements=f"{qps:g}/s while waiting",
-                target=f"p50 <= {target_ms:g} ms; waiting get() <= {WAIT_QPS_TARGET:g} statements/s "
-                       "after 1 s",
-                met=p50 <= target_ms and qps <= WAIT_QPS_TARGET,
-                note=(f"{how}: waits {'polled' if polled else 'were notified'}; p99 {p99} ms over "
-                      f"{measured['samples']} samples; 2.6.0 polls every 0.5 s whatever the topology"),
-                details={**measured, "polled": polled},
-            ))
+            found.append(
+                Figure(
+                    name=name,
+                    unit="ms (p50)",
+                    ours=p50,
+                    statements=f"{qps:g}/s while waiting",
+                    target=f"p50 <= {target_ms:g} ms; waiting get() <= {WAIT_QPS_TARGET:g} statements/s "
+                    "after 1 s",
+                    met=p50 <= target_ms and qps <= WAIT_QPS_TARGET,
+                    note=(
+                        f"{how}: waits {'polled' if polled else 'were notified'}; p99 {p99} ms over "
+                        f"{measured['samples']} samples; 2.6.0 polls every 0.5 s whatever the topology"
+                    ),
+                    details={**measured, "polled": polled},
+                )
+            )
     return found
 
 
@@ -773,8 +827,12 @@ def memory(bench: Bench) -> list[Figure]:
     ours_id, floor_id = new_id(), new_id()
     measured = {
         kind: run_in_process(children.memory, kind, task_id, size, engine=bench.engine)
-        for kind, task_id in (("ours-store", ours_id), ("ours-read", ours_id),
-                              ("floor-store", floor_id), ("floor-read", floor_id))
+        for kind, task_id in (
+            ("ours-store", ours_id),
+            ("ours-read", ours_id),
+            ("floor-store", floor_id),
+            ("floor-read", floor_id),
+        )
     }
 
     def multiple(kind: str, key: str = "traced") -> float:

@@ -30,9 +30,23 @@ STARTED_META = {"pid": 4242, "hostname": HOSTNAME}
 
 #: The columns the floor writes, in order.
 COLUMNS = (
-    "task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta",
-    "date_done", "date_created", "date_started", "task_name", "task_args", "task_kwargs",
-    "worker", "periodic_task_name", "retries", "queue",
+    "task_id",
+    "status",
+    "content_type",
+    "content_encoding",
+    "result",
+    "traceback",
+    "meta",
+    "date_done",
+    "date_created",
+    "date_started",
+    "task_name",
+    "task_args",
+    "task_kwargs",
+    "worker",
+    "periodic_task_name",
+    "retries",
+    "queue",
 )
 #: Replaced when the row exists: all but the key and the dates of the first write.
 UPDATED = tuple(c for c in COLUMNS if c not in ("task_id", "date_created", "date_started"))
@@ -121,7 +135,11 @@ def delete_expired_sql(vendor: str) -> str:
 
 
 def row_values(
-    connection: BaseDatabaseWrapper, task_id: str, status: str, value: Any, i: int,
+    connection: BaseDatabaseWrapper,
+    task_id: str,
+    status: str,
+    value: Any,
+    i: int,
 ) -> list[Any]:
     """The floor's values for ``COLUMNS``: what our backend writes for the same call."""
     moment = connection.ops.adapt_datetimefield_value(datetime.now(timezone.utc))

@@ -34,15 +34,17 @@ def make_app(**conf: Any) -> Celery:
     ``conf`` overrides, e.g. ``result_backend`` for a peer backend.
     """
     app = Celery("bench", set_as_current=False)
-    app.conf.update({
-        "broker_url": "memory://",
-        "result_backend": "django-db",
-        "result_extended": True,
-        "accept_content": ["json"],
-        "result_serializer": "json",
-        "result_expires": timedelta(days=1),
-        **conf,
-    })
+    app.conf.update(
+        {
+            "broker_url": "memory://",
+            "result_backend": "django-db",
+            "result_extended": True,
+            "accept_content": ["json"],
+            "result_serializer": "json",
+            "result_expires": timedelta(days=1),
+            **conf,
+        }
+    )
     return app
 
 
@@ -63,7 +65,10 @@ class Children:
     """Processes running ``target(*args)`` each, in a fresh interpreter (spawn), started at once."""
 
     def __init__(
-        self, target: Callable[..., Any], argument_lists: Sequence[Sequence[Any]], engine: str,
+        self,
+        target: Callable[..., Any],
+        argument_lists: Sequence[Sequence[Any]],
+        engine: str,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self.name = target.__name__
@@ -105,7 +110,9 @@ class Children:
 
 
 def run_in_processes(
-    target: Callable[..., Any], argument_lists: Sequence[Sequence[Any]], engine: str,
+    target: Callable[..., Any],
+    argument_lists: Sequence[Sequence[Any]],
+    engine: str,
 ) -> list[Any]:
     """Run ``target(*args)`` in one process per argument list, all at once; return their results."""
     return Children(target, argument_lists, engine).results()

@@ -10,8 +10,18 @@ from typing import Any
 from .figures import Figure
 
 HEADERS = (
-    "figure", "unit", "ours", "floor", "ours/floor", "upstream (ms, /floor)", "ours vs upstream",
-    "redis (ms, /floor)", "sqlalchemy (ms, /floor)", "statements", "target", "met",
+    "figure",
+    "unit",
+    "ours",
+    "floor",
+    "ours/floor",
+    "upstream (ms, /floor)",
+    "ours vs upstream",
+    "redis (ms, /floor)",
+    "sqlalchemy (ms, /floor)",
+    "statements",
+    "target",
+    "met",
 )
 #: Figures whose number is a time (lower is better); the rest (cleanup) are rows/s.
 LATENCY = ("latency", "latency_p99")
@@ -30,9 +40,20 @@ def _cell(value: Any) -> str:
 def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
     """The table's rows, as text."""
     return [
-        (f.name, f.unit, _cell(f.ours), _cell(f.floor), _cell(f.ratio), _cell(f.upstream),
-         _cell(f.vs_upstream), _cell(f.redis), _cell(f.sqlalchemy), f.statements, f.target,
-         _cell(f.met) if f.met is not None else "-")
+        (
+            f.name,
+            f.unit,
+            _cell(f.ours),
+            _cell(f.floor),
+            _cell(f.ratio),
+            _cell(f.upstream),
+            _cell(f.vs_upstream),
+            _cell(f.redis),
+            _cell(f.sqlalchemy),
+            f.statements,
+            f.target,
+            _cell(f.met) if f.met is not None else "-",
+        )
         for f in figures
     ]
 
@@ -45,8 +66,10 @@ def table(figures: Sequence[Figure], markdown: bool = False) -> str:
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
     else:
         widths = [max(len(row[i]) for row in [HEADERS, *body]) for i in range(len(HEADERS))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                 for row in [HEADERS, tuple("-" * w for w in widths), *body]]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in [HEADERS, tuple("-" * w for w in widths), *body]
+        ]
     notes = [f"- {f.name}: {f.note}" for f in figures if f.note]
     return "\n".join(lines + (["", *notes] if notes else []))
 
@@ -56,7 +79,9 @@ def _find(figures: Sequence[Figure], name: str) -> Figure | None:
 
 
 def _faster(
-    figures: Sequence[Figure], peer: str, names: Sequence[str] | None = None,
+    figures: Sequence[Figure],
+    peer: str,
+    names: Sequence[str] | None = None,
 ) -> tuple[bool | None, str]:
     """Whether ours beats ``peer`` on each figure it ran (floor ratios; latency in ms)."""
     verdicts, losses = [], []
@@ -95,32 +120,43 @@ def targets(figures: Sequence[Figure]) -> list[tuple[str, bool | None, str]]:
         found.append(("chord: the last part's join <= 2x the floor's join", ratio <= 2.0, f"{ratio:g}x"))
     scale = _find(figures, "chord_scale")
     if scale is not None:
-        found.append((
-            "chord: last 1,000 parts <= 1.2x the first 1,000", scale.met,
-            f"x{scale.details.get('drift')} over {scale.details.get('parts'):,} parts; "
-            f"tables {scale.details.get('counter_table')} + {scale.details.get('part_table')}",
-        ))
+        found.append(
+            (
+                "chord: last 1,000 parts <= 1.2x the first 1,000",
+                scale.met,
+                f"x{scale.details.get('drift')} over {scale.details.get('parts'):,} parts; "
+                f"tables {scale.details.get('counter_table')} + {scale.details.get('part_table')}",
+            )
+        )
     one, four = _find(figures, "chord_1proc"), _find(figures, "chord_4proc")
     # SQLite serialises writers: only PostgreSQL and MySQL/MariaDB are held to it.
     if one and four and one.ours and four.ours and one.details.get("engine") != "sqlite":
-        found.append((
-            "chord: 4 processes >= 1 process (parts/s)", four.ours >= one.ours,
-            f"{four.ours:g} vs {one.ours:g} parts/s",
-        ))
+        found.append(
+            (
+                "chord: 4 processes >= 1 process (parts/s)",
+                four.ours >= one.ours,
+                f"{four.ours:g} vs {one.ours:g} parts/s",
+            )
+        )
     cleanups = [f for f in figures if f.name.startswith("cleanup_") and f.ratio is not None]
     if cleanups:
-        found.append((
-            "cleanup >= 50% of the floor's rows/s",
-            all((f.ratio or 0) >= 0.5 for f in cleanups),
-            ", ".join(f"{f.name[8:]} {f.ratio:.0%}" for f in cleanups),
-        ))
-        longest = [(f.name[8:], f.details.get("longest_batch_ms")) for f in cleanups
-                   if f.details.get("batches")]
-        found.append((
-            "cleanup: each batch under ~100 ms (longest)",
-            all((ms or 0) <= 100 for _, ms in longest) if longest else None,
-            ", ".join(f"{label} {ms:g} ms" for label, ms in longest if ms is not None),
-        ))
+        found.append(
+            (
+                "cleanup >= 50% of the floor's rows/s",
+                all((f.ratio or 0) >= 0.5 for f in cleanups),
+                ", ".join(f"{f.name[8:]} {f.ratio:.0%}" for f in cleanups),
+            )
+        )
+        longest = [
+            (f.name[8:], f.details.get("longest_batch_ms")) for f in cleanups if f.details.get("batches")
+        ]
+        found.append(
+            (
+                "cleanup: each batch under ~100 ms (longest)",
+                all((ms or 0) <= 100 for _, ms in longest) if longest else None,
+                ", ".join(f"{label} {ms:g} ms" for label, ms in longest if ms is not None),
+            )
+        )
     p50, p99 = _find(figures, "latency"), _find(figures, "latency_p99")
     if p50 is not None and p50.ours is not None:
         p50_target = "p50 <= 2 ms" in p50.target
@@ -146,12 +182,15 @@ def targets(figures: Sequence[Figure]) -> list[tuple[str, bool | None, str]]:
         verdicts.append(not slower)
         if slower:
             losses.append(f"{f.name} {f.vs_upstream:g}")
-    found.append((
-        "no figure slower than upstream 2.6.0",
-        all(verdicts) if verdicts else None,
-        ("slower on " + ", ".join(losses)) if losses
-        else (f"{len(verdicts)} figures" if verdicts else "not measured"),
-    ))
+    found.append(
+        (
+            "no figure slower than upstream 2.6.0",
+            all(verdicts) if verdicts else None,
+            ("slower on " + ", ".join(losses))
+            if losses
+            else (f"{len(verdicts)} figures" if verdicts else "not measured"),
+        )
+    )
     return found
 
 
@@ -164,8 +203,10 @@ def targets_table(figures: Sequence[Figure], markdown: bool = False) -> str:
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
         return "\n".join(lines)
     widths = [max(len(row[i]) for row in [headers, *body]) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [headers, tuple("-" * w for w in widths), *body])
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, tuple("-" * w for w in widths), *body]
+    )
 
 
 def json_lines(figures: Sequence[Figure], context: dict[str, Any]) -> str:

@@ -107,7 +107,12 @@ def versions() -> dict[str, str]:
 LATENCY_KEYS = {"latency": "p50_ms", "latency_p99": "p99_ms"}
 #: The figures the peers run (``benchmarks.workloads.measure_all``).
 PEER_FIGURES = (
-    "store_new", "lifecycle", "get_meta", "group_join_native", "group_join", "chord_part",
+    "store_new",
+    "lifecycle",
+    "get_meta",
+    "group_join_native",
+    "group_join",
+    "chord_part",
     *LATENCY_KEYS,
 )
 
@@ -171,25 +176,35 @@ def add_peers(results: list[Any], measured: dict[str, dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "mysql"), required=True)
     parser.add_argument("--quick", action="store_true", help="fewer calls and 20k cleanup rows")
     parser.add_argument(
-        "--only", nargs="*", metavar="FIGURE",
+        "--only",
+        nargs="*",
+        metavar="FIGURE",
         help=f"run only these figures; '{ADMIN}' (not in a default run) must be alone",
     )
     parser.add_argument(
-        "--admin-rows", type=int, default=None, metavar="N",
+        "--admin-rows",
+        type=int,
+        default=None,
+        metavar="N",
         help="task results the admin figure fills (default 1,000,000; 100,000 with --quick)",
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument(
-        "--no-upstream", dest="upstream", action="store_false",
+        "--no-upstream",
+        dest="upstream",
+        action="store_false",
         help="skip the upstream 2.6.0 column (otherwise pip downloads its wheel once, into .cache)",
     )
     parser.add_argument(
-        "--no-peers", dest="peers", action="store_false",
+        "--no-peers",
+        dest="peers",
+        action="store_false",
         help="skip the redis and sqlalchemy columns (Celery's own result backends)",
     )
     options = parser.parse_args(argv)

@@ -49,7 +49,11 @@ def _child(arguments: list[str]) -> Any:
         answer = Path(scratch) / "answer.json"
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.upstream", *arguments, str(answer)],
-            cwd=root, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
         )
         if proc.returncode != 0 or not answer.exists():
             raise RuntimeError(f"the upstream child exited {proc.returncode}:\n{proc.stderr[-3000:]}")

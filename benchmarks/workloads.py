@@ -86,9 +86,7 @@ def get_meta(app: Celery, ids: list[str], floor_ids: list[str], n: int) -> Paire
 
 def group_join(app: Celery, ids: list[str], floor_ids: list[str], repeats: int, native: bool) -> Paired:
     """``GroupResult.join_native()`` (``native``) or ``join()`` of finished tasks, fresh results each."""
-    groups = [
-        GroupResult(new_id(), [app.AsyncResult(t) for t in ids], app=app) for _ in range(repeats + 5)
-    ]
+    groups = [GroupResult(new_id(), [app.AsyncResult(t) for t in ids], app=app) for _ in range(repeats + 5)]
 
     def ours(i: int) -> None:
         values = groups[i].join_native(timeout=30) if native else groups[i].join(timeout=30)
@@ -153,7 +151,10 @@ def chord_part(app: Celery, parts: int, extended_counter: bool = True) -> tuple[
             cursor.execute(decrement, [counter])
 
     result = paired(
-        lambda i: backend.on_chord_part_return(requests[i], states.SUCCESS, i), hand, parts - 1, warmup=0,
+        lambda i: backend.on_chord_part_return(requests[i], states.SUCCESS, i),
+        hand,
+        parts - 1,
+        warmup=0,
     )
     start = time.perf_counter()
     backend.on_chord_part_return(requests[-1], states.SUCCESS, parts - 1)
@@ -172,7 +173,11 @@ class _Recorder:
 
 
 def latency(
-    app: Celery, engine: str, samples: int, backend_url: str | None = None, late: float = 3.0,
+    app: Celery,
+    engine: str,
+    samples: int,
+    backend_url: str | None = None,
+    late: float = 3.0,
 ) -> dict[str, Any]:
     """From the writer's commit (its ``store_result`` returning) to ``AsyncResult(id).get()`` returning here.
 

@@ -48,15 +48,33 @@ def prepare_state() -> None:
 
 def start_worker() -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "celery", "-A", "demo.celery_app", "worker",
-        "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
-        "--hostname", "demo@%h", "--without-mingle", "--without-gossip",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "demo.celery_app",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "2",
+        "--loglevel",
+        "INFO",
+        "--hostname",
+        "demo@%h",
+        "--without-mingle",
+        "--without-gossip",
     ]
     with WORKER_LOG.open("wb") as log:
         # A session of its own: Ctrl-C in the terminal reaches us, and we stop it.
         return subprocess.Popen(
-            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            command,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
         )
 
 
@@ -126,16 +144,28 @@ def send_work() -> tuple[list[Expect], str, str]:
     expects.append(Expect("success", single.id, "demo.add", states.SUCCESS, result_is(5)))
 
     failing = tasks.fail.delay("boom")
-    expects.append(Expect(
-        "failure", failing.id, "demo.fail", states.FAILURE,
-        lambda meta: isinstance(meta["result"], ValueError)
-        and "ValueError: boom" in (meta["traceback"] or ""),
-    ))
+    expects.append(
+        Expect(
+            "failure",
+            failing.id,
+            "demo.fail",
+            states.FAILURE,
+            lambda meta: (
+                isinstance(meta["result"], ValueError) and "ValueError: boom" in (meta["traceback"] or "")
+            ),
+        )
+    )
 
     retried = tasks.flaky.delay(2)
-    expects.append(Expect(
-        "retry", retried.id, "demo.flaky", states.SUCCESS, result_is("ok after 2 retries"),
-    ))
+    expects.append(
+        Expect(
+            "retry",
+            retried.id,
+            "demo.flaky",
+            states.SUCCESS,
+            result_is("ok after 2 retries"),
+        )
+    )
 
     chained = chain(tasks.add.s(1, 2), tasks.mul.s(10)).delay()
     expects.append(Expect("chain 1/2", chained.parent.id, "demo.add", states.SUCCESS, result_is(3)))
@@ -208,9 +238,14 @@ def report(expects: list[Expect], group_id: str, chord_id: str) -> list[str]:
     stored = TaskResult.objects.filter(task_id__in=labels).order_by("date_created", "id")
     rows = [
         [
-            row.task_id[:8], labels[row.task_id], row.task_name or "-", row.status,
-            short_result(app.backend, row), row.worker or "-",
-            clock(row.date_started), clock(row.date_done),
+            row.task_id[:8],
+            labels[row.task_id],
+            row.task_name or "-",
+            row.status,
+            short_result(app.backend, row),
+            row.worker or "-",
+            clock(row.date_started),
+            clock(row.date_done),
         ]
         for row in stored
     ]
@@ -239,8 +274,10 @@ def report(expects: list[Expect], group_id: str, chord_id: str) -> list[str]:
 
     saved = GroupResult.objects.filter(group_id=group_id).first()
     restored = app.GroupResult.restore(group_id)
-    print(f"\nGroup result: {group_id[:8]} "
-          f"{'saved with ' + str(len(restored.results)) + ' members' if saved and restored else 'MISSING'}")
+    print(
+        f"\nGroup result: {group_id[:8]} "
+        f"{'saved with ' + str(len(restored.results)) + ' members' if saved and restored else 'MISSING'}"
+    )
     if saved is None or restored is None or len(restored.results) != 4:
         problems.append(f"group {group_id}: not saved or not restorable")
     counter = ChordCounter.objects.filter(group_id=chord_id).first()
@@ -303,8 +340,10 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         stop_worker(worker)
-        print(f"-- worker stopped after {time.monotonic() - started:.1f}s (exit status {worker.returncode})",
-              flush=True)
+        print(
+            f"-- worker stopped after {time.monotonic() - started:.1f}s (exit status {worker.returncode})",
+            flush=True,
+        )
 
     problems = report(expects, group_id, chord_id)
     problems += [f"task {task_id} not finished after {options.timeout:.0f}s" for task_id in missing]

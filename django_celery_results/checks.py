@@ -63,7 +63,8 @@ def table_aliases(databases: Iterable[str]) -> set[str]:
     """Those of ``databases`` where the tables are created or written."""
     writes = write_aliases()
     return {
-        alias for alias in databases
+        alias
+        for alias in databases
         if alias in writes or any(router.allow_migrate_model(alias, m) for m in _models())
     }
 
@@ -105,8 +106,7 @@ def standby_issues(alias: str) -> list[CheckMessage]:
             f"Database {alias!r} is a hot standby (a read replica), and the routers send Celery "
             "results' writes to it: every store fails there (read-only), and chords never complete.",
             hint="Route the django_celery_results models' writes to the primary; their reads may "
-                 "go to the replica. "
-                 + see("deployments", "Read replicas and routers"),
+            "go to the replica. " + see("deployments", "Read replicas and routers"),
             obj=alias,
             id=f"{APP_LABEL}.W008",
         )
@@ -255,7 +255,7 @@ def sql_mode_issues(alias: str) -> list[CheckMessage]:
             f"Celery results are written through database {alias!r}, whose sql_mode is not strict: "
             "the server truncates over-long values instead of rejecting them.",
             hint=(
-                f"Add \"init_command\": \"SET sql_mode='STRICT_TRANS_TABLES'\" to "
+                f'Add "init_command": "SET sql_mode=\'STRICT_TRANS_TABLES\'" to '
                 f"DATABASES[{alias!r}]['OPTIONS']. See {DOCS}#mysql-sql-mode"
             ),
             obj=alias,
@@ -324,8 +324,7 @@ def check_results_databases(
         except DatabaseError as exc:
             issues.append(
                 Info(
-                    f"Database {alias!r} could not be examined for the Celery results' "
-                    f"checks: {exc}".strip(),
+                    f"Database {alias!r} could not be examined for the Celery results' checks: {exc}".strip(),
                     obj=alias,
                     id=f"{APP_LABEL}.I001",
                 )
@@ -342,13 +341,15 @@ def see(page: str, section: str) -> str:
 
 
 #: The ``result_backend`` values that select :class:`~django_celery_results.backends.CacheBackend`.
-CACHE_BACKEND_NAMES = frozenset({
-    "django-cache",
-    "django_celery_results.backends:CacheBackend",
-    "django_celery_results.backends.CacheBackend",
-    "django_celery_results.backends.cache:CacheBackend",
-    "django_celery_results.backends.cache.CacheBackend",
-})
+CACHE_BACKEND_NAMES = frozenset(
+    {
+        "django-cache",
+        "django_celery_results.backends:CacheBackend",
+        "django_celery_results.backends.CacheBackend",
+        "django_celery_results.backends.cache:CacheBackend",
+        "django_celery_results.backends.cache.CacheBackend",
+    }
+)
 
 #: Django caches each process keeps to itself (or not at all): a worker's results never reach a reader.
 PER_PROCESS_CACHES = (
@@ -372,12 +373,14 @@ def options_type_issues() -> list[CheckMessage]:
     options = getattr(settings, "DJANGO_CELERY_RESULTS", None)
     if options is None or isinstance(options, Mapping):
         return []
-    return [CheckError(
-        f"DJANGO_CELERY_RESULTS must be a dict, not {type(options).__name__}: it is ignored.",
-        hint='Write it as DJANGO_CELERY_RESULTS = {"ALLOW_EDITS": False, ...}. '
-             + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
-        id=f"{APP_LABEL}.E001",
-    )]
+    return [
+        CheckError(
+            f"DJANGO_CELERY_RESULTS must be a dict, not {type(options).__name__}: it is ignored.",
+            hint='Write it as DJANGO_CELERY_RESULTS = {"ALLOW_EDITS": False, ...}. '
+            + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
+            id=f"{APP_LABEL}.E001",
+        )
+    ]
 
 
 def unknown_option_issues() -> list[CheckMessage]:
@@ -388,13 +391,15 @@ def unknown_option_issues() -> list[CheckMessage]:
             continue
         close = difflib.get_close_matches(str(key).upper(), OPTION_KEYS, n=1)
         guess = f"Did you mean {close[0]!r}? " if close else ""
-        issues.append(CheckWarning(
-            f"DJANGO_CELERY_RESULTS has the unknown key {key!r}: nothing reads it.",
-            hint=f"{guess}The keys are {', '.join(OPTION_KEYS)}. "
-                 + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
-            obj=key,
-            id=f"{APP_LABEL}.W006",
-        ))
+        issues.append(
+            CheckWarning(
+                f"DJANGO_CELERY_RESULTS has the unknown key {key!r}: nothing reads it.",
+                hint=f"{guess}The keys are {', '.join(OPTION_KEYS)}. "
+                + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
+                obj=key,
+                id=f"{APP_LABEL}.W006",
+            )
+        )
     return issues
 
 
@@ -404,8 +409,10 @@ def _batch_size_range_problem(size: int) -> str | None:
 
     if size in BATCH_SIZES:
         return None
-    return (f'DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"] is {size}: it must be from '
-            f"{BATCH_SIZES.start:,} to {BATCH_SIZES.stop - 1:,}, or cleanups refuse to start.")
+    return (
+        f'DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"] is {size}: it must be from '
+        f"{BATCH_SIZES.start:,} to {BATCH_SIZES.stop - 1:,}, or cleanups refuse to start."
+    )
 
 
 def option_value_issues() -> list[CheckMessage]:
@@ -422,13 +429,15 @@ def option_value_issues() -> list[CheckMessage]:
         else:
             problem = _batch_size_range_problem(value) if key == "CLEANUP_BATCH_SIZE" else None
         if problem is not None:
-            issues.append(CheckError(
-                problem,
-                hint="Booleans must be True or False, sizes whole numbers (not strings). "
-                     + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
-                obj=key,
-                id=f"{APP_LABEL}.E002",
-            ))
+            issues.append(
+                CheckError(
+                    problem,
+                    hint="Booleans must be True or False, sizes whole numbers (not strings). "
+                    + see("configuration", "The DJANGO_CELERY_RESULTS dictionary"),
+                    obj=key,
+                    id=f"{APP_LABEL}.E002",
+                )
+            )
     return issues
 
 
@@ -441,13 +450,15 @@ def task_id_length_issues() -> list[CheckMessage]:
     try:
         STRICT.task_id_max_length  # noqa: B018 -- reading it is the check
     except InvalidSetting as error:
-        return [CheckError(
-            str(error),
-            hint="Set an int such as 191 or 255, and decide it before the first migrate. "
-                 + see("configuration", "Top-level settings"),
-            obj="DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH",
-            id=f"{APP_LABEL}.E003",
-        )]
+        return [
+            CheckError(
+                str(error),
+                hint="Set an int such as 191 or 255, and decide it before the first migrate. "
+                + see("configuration", "Top-level settings"),
+                obj="DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH",
+                id=f"{APP_LABEL}.E003",
+            )
+        ]
     return []
 
 
@@ -458,13 +469,15 @@ def views_access_issues() -> list[CheckMessage]:
     try:
         STRICT.views_access  # noqa: B018 -- reading it is the check
     except InvalidSetting as error:
-        return [CheckError(
-            f"{error} The JSON result views refuse every request meanwhile.",
-            hint='Use "authenticated", "staff", "public", or the dotted path of a function '
-                 "rule(request, kind, id) -> bool. " + see("configuration", "Access to the JSON views"),
-            obj="VIEWS_ACCESS",
-            id=f"{APP_LABEL}.E004",
-        )]
+        return [
+            CheckError(
+                f"{error} The JSON result views refuse every request meanwhile.",
+                hint='Use "authenticated", "staff", "public", or the dotted path of a function '
+                "rule(request, kind, id) -> bool. " + see("configuration", "Access to the JSON views"),
+                obj="VIEWS_ACCESS",
+                id=f"{APP_LABEL}.E004",
+            )
+        ]
     return []
 
 
@@ -495,26 +508,30 @@ def cache_backend_issues() -> list[CheckMessage]:
     hint = see("getting-started", "Configure Celery")
     caches: Mapping[str, Any] = settings.CACHES
     if not isinstance(alias, str) or alias not in caches:
-        return [CheckError(
-            f"CELERY_RESULT_BACKEND is {backend!r} with the cache {alias!r}, which CACHES does not "
-            "define: storing or reading any result would fail.",
-            hint=f"Add {alias!r} to CACHES, or set CELERY_CACHE_BACKEND to one of "
-                 f"{', '.join(map(repr, caches))}. {hint}",
-            obj="CELERY_CACHE_BACKEND",
-            id=f"{APP_LABEL}.E005",
-        )]
+        return [
+            CheckError(
+                f"CELERY_RESULT_BACKEND is {backend!r} with the cache {alias!r}, which CACHES does not "
+                "define: storing or reading any result would fail.",
+                hint=f"Add {alias!r} to CACHES, or set CELERY_CACHE_BACKEND to one of "
+                f"{', '.join(map(repr, caches))}. {hint}",
+                obj="CELERY_CACHE_BACKEND",
+                id=f"{APP_LABEL}.E005",
+            )
+        ]
     cache_class = str(caches[alias].get("BACKEND", ""))
     if not _is_subclass_of(cache_class, PER_PROCESS_CACHES):
         return []
-    return [CheckWarning(
-        f"CELERY_RESULT_BACKEND is {backend!r} with the cache {alias!r} ({cache_class.rsplit('.', 1)[-1]}), "
-        "which each process keeps to itself (DummyCache keeps nothing): results stored by a worker "
-        "are never seen by the web server or another worker.",
-        hint="Use a cache every process shares (Redis, Memcached, database or file based), or "
-             f"CELERY_RESULT_BACKEND = \"django-db\". {hint}",
-        obj="CELERY_CACHE_BACKEND",
-        id=f"{APP_LABEL}.W005",
-    )]
+    return [
+        CheckWarning(
+            f"CELERY_RESULT_BACKEND is {backend!r} with the cache {alias!r} "
+            f"({cache_class.rsplit('.', 1)[-1]}), which each process keeps to itself (DummyCache keeps "
+            "nothing): results stored by a worker are never seen by the web server or another worker.",
+            hint="Use a cache every process shares (Redis, Memcached, database or file based), or "
+            f'CELERY_RESULT_BACKEND = "django-db". {hint}',
+            obj="CELERY_CACHE_BACKEND",
+            id=f"{APP_LABEL}.W005",
+        )
+    ]
 
 
 def middleware_issues() -> list[CheckMessage]:
@@ -530,15 +547,17 @@ def middleware_issues() -> list[CheckMessage]:
         return []
     if any(_is_subclass_of(str(path), (AUTHENTICATION_MIDDLEWARE,)) for path in settings.MIDDLEWARE or ()):
         return []
-    return [CheckWarning(
-        f"The JSON result views admit {rule} users only (VIEWS_ACCESS/PUBLIC_VIEWS), but MIDDLEWARE "
-        "lacks AuthenticationMiddleware: every request is anonymous and refused (403).",
-        hint=f"Add {AUTHENTICATION_MIDDLEWARE!r} to MIDDLEWARE (after SessionMiddleware), or set "
-             'VIEWS_ACCESS to "public" or a rule of your own. '
-             + see("configuration", "Access to the JSON views"),
-        obj="MIDDLEWARE",
-        id=f"{APP_LABEL}.W007",
-    )]
+    return [
+        CheckWarning(
+            f"The JSON result views admit {rule} users only (VIEWS_ACCESS/PUBLIC_VIEWS), but MIDDLEWARE "
+            "lacks AuthenticationMiddleware: every request is anonymous and refused (403).",
+            hint=f"Add {AUTHENTICATION_MIDDLEWARE!r} to MIDDLEWARE (after SessionMiddleware), or set "
+            'VIEWS_ACCESS to "public" or a rule of your own. '
+            + see("configuration", "Access to the JSON views"),
+            obj="MIDDLEWARE",
+            id=f"{APP_LABEL}.W007",
+        )
+    ]
 
 
 #: The settings checks, run in this order by :func:`check_settings`.

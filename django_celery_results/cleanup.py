@@ -42,7 +42,9 @@ TABLES: dict[str, tuple[type[models.Model], str]] = {
 def manager_of(kind: str) -> AliasedManager[Any]:
     """The manager of ``kind``'s model, whose ``write_alias()`` is the one rule for picking the alias."""
     managers: dict[str, AliasedManager[Any]] = {
-        TASKS: TaskResult.objects, GROUPS: GroupResult.objects, CHORDS: ChordCounter.objects,
+        TASKS: TaskResult.objects,
+        GROUPS: GroupResult.objects,
+        CHORDS: ChordCounter.objects,
     }
     return managers[kind]
 
@@ -108,7 +110,9 @@ class Cleanup:
             sizer = BatchSizer(size)  # one per table: their rows cost differently
             if kind == CHORDS:
                 # Counters inserted by older code carry no date: their clock starts now.
-                ChordCounter.objects.db_manager(self.alias(kind)).dateless().update(date_created=timezone.now())
+                ChordCounter.objects.db_manager(self.alias(kind)).dateless().update(
+                    date_created=timezone.now()
+                )
                 yield from self._delete_chords(sizer)
                 continue
             for deleted in delete_oldest_first(self.rows(kind), TABLES[kind][1], sizer):
@@ -131,7 +135,7 @@ class Cleanup:
             size = sizer.size
             groups = list(self.rows(CHORDS).order_by(date_field).values_list("group_id", flat=True)[:size])
             for start in range(0, len(groups), CHORD_GROUPS_PER_BATCH):
-                chunk = groups[start:start + CHORD_GROUPS_PER_BATCH]
+                chunk = groups[start : start + CHORD_GROUPS_PER_BATCH]
                 batch = self.rows(CHORDS).filter(group_id__in=chunk)
                 deleted = sum(delete_oldest_first(batch, date_field, sizer))
                 # Listed, not a subquery: delete_oldest_first compiles on the alias the rows name.
@@ -155,7 +159,8 @@ class Cleanup:
 
 
 def delete_expired_results(
-    expires: timedelta | float | int, batch_size: int | None = None,
+    expires: timedelta | float | int,
+    batch_size: int | None = None,
 ) -> dict[str, int]:
     """Delete task results, group results and chord counters older than ``expires``.
 

@@ -32,13 +32,30 @@ _PLAIN_JSON_META: dict[str, Any] = {'{"children": []}': list, '{"children": null
 
 #: Keys of the meta Celery reads back. User data from ``request.meta`` is
 #: stored beside them but can never replace them.
-PROTOCOL_KEYS = frozenset({
-    "task_id", "status", "result", "traceback", "children", "date_done",
-    "name", "args", "kwargs", "worker", "retries", "queue",
-    "periodic_task_name", "date_started", "date_created",
-    "task_name", "task_args", "task_kwargs",
-    "group_id", "parent_id",
-})
+PROTOCOL_KEYS = frozenset(
+    {
+        "task_id",
+        "status",
+        "result",
+        "traceback",
+        "children",
+        "date_done",
+        "name",
+        "args",
+        "kwargs",
+        "worker",
+        "retries",
+        "queue",
+        "periodic_task_name",
+        "date_started",
+        "date_created",
+        "task_name",
+        "task_args",
+        "task_kwargs",
+        "group_id",
+        "parent_id",
+    }
+)
 
 
 #: Prefix of a text stored escaped. No engine stores lone UTF-16 surrogates
@@ -74,7 +91,7 @@ def unescape_text(value: str | None) -> str | None:
     """The exact text :func:`escape_text` was given."""
     if value is None or not value.startswith(ESCAPED_TEXT_PREFIX):
         return value
-    return value[len(ESCAPED_TEXT_PREFIX):].encode("ascii").decode("unicode_escape")
+    return value[len(ESCAPED_TEXT_PREFIX) :].encode("ascii").decode("unicode_escape")
 
 
 def printable(value: str) -> str:

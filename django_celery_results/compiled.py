@@ -29,7 +29,9 @@ ShapeSQL = Callable[[BaseDatabaseWrapper, int], str]
 
 
 def column_converters(
-    connection: BaseDatabaseWrapper, model: type[Model], columns: Sequence[str],
+    connection: BaseDatabaseWrapper,
+    model: type[Model],
+    columns: Sequence[str],
 ) -> list[tuple[int, list[Converter], Col]]:
     """The converters the ORM would apply to each selected column, for the columns that have any.
 
@@ -48,8 +50,9 @@ def column_converters(
 class CompiledRead:
     """One read shape on one connection: its SQL and the converters of its columns."""
 
-    def __init__(self, connection: BaseDatabaseWrapper, model: type[Model], columns: Sequence[str],
-                 sql: str) -> None:
+    def __init__(
+        self, connection: BaseDatabaseWrapper, model: type[Model], columns: Sequence[str], sql: str
+    ) -> None:
         self.sql = sql
         self.names = tuple(columns)
         self.converters = column_converters(connection, model, columns)

@@ -103,7 +103,8 @@ class AppSettings:
             return {}
         if not isinstance(options, Mapping):
             return self._fallback(
-                f"DJANGO_CELERY_RESULTS must be a dict, not {_shown(options)}; it is ignored.", {},
+                f"DJANGO_CELERY_RESULTS must be a dict, not {_shown(options)}; it is ignored.",
+                {},
             )
         return options
 
@@ -112,16 +113,20 @@ class AppSettings:
         value = self._options.get(key, False)
         if isinstance(value, bool):
             return value
-        return self._fallback(f"{_named(key)} must be True or False, not {_shown(value)}; "
-                              "it reads as False.", False)
+        return self._fallback(
+            f"{_named(key)} must be True or False, not {_shown(value)}; it reads as False.", False
+        )
 
     def _positive_int(self, key: str, default: int) -> int:
         """A size option: an ``int`` of at least 1; anything else reads as ``default``."""
         value = self._options.get(key, default)
         if _is_int(value) and value >= 1:
             return int(value)
-        return self._fallback(f"{_named(key)} must be a whole number of at least 1, not {_shown(value)}; "
-                              f"it reads as {default}.", default)
+        return self._fallback(
+            f"{_named(key)} must be a whole number of at least 1, not {_shown(value)}; "
+            f"it reads as {default}.",
+            default,
+        )
 
     @property
     def task_id_max_length(self) -> int:
@@ -198,8 +203,11 @@ class AppSettings:
             return None
         if isinstance(value, str) and value in settings.DATABASES:
             return value
-        return self._fallback(f"{_named('LISTEN_DATABASE')} must name an alias of DATABASES, not "
-                              f"{_shown(value)}; waits listen on the result alias.", None)
+        return self._fallback(
+            f"{_named('LISTEN_DATABASE')} must name an alias of DATABASES, not "
+            f"{_shown(value)}; waits listen on the result alias.",
+            None,
+        )
 
     @property
     def id_first_urls(self) -> bool:
@@ -238,8 +246,12 @@ class AppSettings:
         value = self._options.get("WAITING_CHORD_EXPIRES", DEFAULT_WAITING_CHORD_EXPIRES)
         if isinstance(value, timedelta) and value >= timedelta(0):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-                and value >= 0:
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= 0
+        ):
             return timedelta(seconds=value)
         raise InvalidSetting(
             f"{_named('WAITING_CHORD_EXPIRES')} must be a number of seconds (or a timedelta) of at "
@@ -269,8 +281,9 @@ def _access_rule(path: str) -> AccessRule:
     try:
         rule = import_string(path)
     except Exception as error:  # a module failing to import may raise anything
-        raise InvalidSetting(f"{name} is {path!r}, which cannot be imported "
-                             f"({type(error).__name__}: {error}).") from error
+        raise InvalidSetting(
+            f"{name} is {path!r}, which cannot be imported ({type(error).__name__}: {error})."
+        ) from error
     if not callable(rule):
         raise InvalidSetting(f"{name} is {path!r}, which is not callable ({type(rule).__name__}).")
     try:

@@ -141,7 +141,9 @@ class ResultManager(AliasedManager[M]):
         return expired
 
     def delete_expired(
-        self, expires: timedelta | float | int, batch_size: int | None = None,
+        self,
+        expires: timedelta | float | int,
+        batch_size: int | None = None,
     ) -> int:
         """Delete rows older than ``expires`` in short batches, oldest first; return how many went.
 
@@ -230,13 +232,21 @@ def delete_oldest_first(rows: models.QuerySet[Any], date_field: str, size: int |
     oldest: object = None
     while True:
         batch = sizer.size
-        keys = next_batch(rows, date_field, batch, oldest).annotate(
-            **{engines.BATCH_KEY: engines.batch_key(connection, model._meta.db_table)},
-        ).values_list(engines.BATCH_KEY, flat=True)
+        keys = (
+            next_batch(rows, date_field, batch, oldest)
+            .annotate(
+                **{engines.BATCH_KEY: engines.batch_key(connection, model._meta.db_table)},
+            )
+            .values_list(engines.BATCH_KEY, flat=True)
+        )
         keys_sql, keys_params = keys.query.sql_with_params()
         sql, reports_oldest = engines.delete_keys_sql(
-            connection, model._meta.db_table, model._meta.pk.column,
-            model._meta.get_field(date_field).column, keys_sql, where,
+            connection,
+            model._meta.db_table,
+            model._meta.pk.column,
+            model._meta.get_field(date_field).column,
+            keys_sql,
+            where,
         )
         started = time.monotonic()
         with transaction.atomic(using=alias), connection.cursor() as cursor:
@@ -256,21 +266,38 @@ def delete_oldest_first(rows: models.QuerySet[Any], date_field: str, size: int |
 
 
 def next_batch(
-    rows: models.QuerySet[Any], date_field: str, size: int, oldest: object = None,
+    rows: models.QuerySet[Any],
+    date_field: str,
+    size: int,
+    oldest: object = None,
 ) -> models.QuerySet[Any, tuple[Any, Any]]:
     """Keys and dates of the ``size`` oldest ``rows``, dated ``oldest`` or later when given."""
     page = rows if oldest is None else rows.filter(**{f"{date_field}__gte": oldest})
     oldest_first: models.QuerySet[Any, tuple[Any, Any]] = page.order_by(date_field).values_list(
-        "pk", date_field,
+        "pk",
+        date_field,
     )[:size]
     return oldest_first
 
 
 #: The columns Celery's meta is built from (:func:`codec.task_meta`).
 META_COLUMNS = (
-    "task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta",
-    "date_done", "date_started", "task_name", "task_args", "task_kwargs", "worker",
-    "periodic_task_name", "retries", "queue",
+    "task_id",
+    "status",
+    "content_type",
+    "content_encoding",
+    "result",
+    "traceback",
+    "meta",
+    "date_done",
+    "date_started",
+    "task_name",
+    "task_args",
+    "task_kwargs",
+    "worker",
+    "periodic_task_name",
+    "retries",
+    "queue",
 )
 
 #: What a join needs of a finished task (:func:`codec.ready_meta`): nothing that only describes it.
@@ -283,14 +310,22 @@ class TaskResultManager(ResultManager["TaskResult"]):
     @cached_property
     def _meta_reads(self) -> ReadCache:
         table = self.model._meta.db_table
-        return ReadCache(self.model, META_COLUMNS, lambda connection, size: engines.select_tasks_sql(
-            connection, table, META_COLUMNS, size))
+        return ReadCache(
+            self.model,
+            META_COLUMNS,
+            lambda connection, size: engines.select_tasks_sql(connection, table, META_COLUMNS, size),
+        )
 
     @cached_property
     def _ready_reads(self) -> ReadCache:
         table = self.model._meta.db_table
-        return ReadCache(self.model, READY_COLUMNS, lambda connection, size: engines.select_tasks_sql(
-            connection, table, READY_COLUMNS, size, ready_only=True))
+        return ReadCache(
+            self.model,
+            READY_COLUMNS,
+            lambda connection, size: engines.select_tasks_sql(
+                connection, table, READY_COLUMNS, size, ready_only=True
+            ),
+        )
 
     def meta_row(self, task_id: str) -> dict[str, Any] | None:
         """The :data:`META_COLUMNS` of one task from the read alias, or ``None``: one SELECT."""
@@ -371,7 +406,10 @@ class TaskResultManager(ResultManager["TaskResult"]):
         if row.get("date_started") is None and values["status"] == states.STARTED:
             row["date_started"] = moment
         sql = engines.upsert_task_sql(
-            connection, self.model._meta.db_table, list(row), str(values["status"]),
+            connection,
+            self.model._meta.db_table,
+            list(row),
+            str(values["status"]),
         )
         engines.write_row(self.model, alias, sql, row)
 
@@ -387,7 +425,9 @@ class TaskResultManager(ResultManager["TaskResult"]):
         dated = {**values, "date_done": moment, "date_created": moment}
         row = storable(self.model, dated, connections[alias])
         outside_transaction(
-            alias, lambda: engines.upsert_row(self.model, alias, row, "task_id", []), or_after_commit=True,
+            alias,
+            lambda: engines.upsert_row(self.model, alias, row, "task_id", []),
+            or_after_commit=True,
         )
 
     def delete_task(self, task_id: str) -> None:
@@ -425,7 +465,11 @@ class GroupResultManager(ResultManager["GroupResult"]):
         dated = {**values, "date_created": moment, "date_done": moment}
         row = storable(self.model, dated, connections[alias])
         engines.upsert_row(
-            self.model, alias, row, "group_id", ["content_type", "content_encoding", "result", "date_done"],
+            self.model,
+            alias,
+            row,
+            "group_id",
+            ["content_type", "content_encoding", "result", "date_done"],
         )
         return self.model(**row)
 
@@ -439,9 +483,9 @@ class GroupResultManager(ResultManager["GroupResult"]):
 class PartOutcome(enum.Enum):
     """What counting one finished chord part did."""
 
-    COUNTED = "counted"      # more parts to go
-    LAST = "last"            # this part completed the header: send the callback
-    ALREADY = "already"      # counted before (a redelivery), or the chord already completed
+    COUNTED = "counted"  # more parts to go
+    LAST = "last"  # this part completed the header: send the callback
+    ALREADY = "already"  # counted before (a redelivery), or the chord already completed
     NO_COUNTER = "no counter"  # never applied here, or its counter expired (told once per chord)
 
 
@@ -465,7 +509,10 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         check_id(self.model, "group_id", group_id)
         alias = self.write_alias()
         row = {
-            "group_id": group_id, "sub_tasks": sub_tasks, "count": count, "counted_parts": "|",
+            "group_id": group_id,
+            "sub_tasks": sub_tasks,
+            "count": count,
+            "counted_parts": "|",
             "date_created": timezone.now(),
         }
         updated = ["sub_tasks", "count", "counted_parts", "date_created"]
@@ -502,9 +549,15 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         """
         alias = self.write_alias()
         counters = self.for_write().filter(group_id=group_id)
-        counted = self.parts(alias).filter(group_id=group_id).order_by().annotate(
-            n=Func(models.F("id"), function="COUNT", output_field=models.IntegerField()),
-        ).values("n")
+        counted = (
+            self.parts(alias)
+            .filter(group_id=group_id)
+            .order_by()
+            .annotate(
+                n=Func(models.F("id"), function="COUNT", output_field=models.IntegerField()),
+            )
+            .values("n")
+        )
         finished = Coalesce(Subquery(counted, output_field=models.IntegerField()), Value(0))
 
         def write() -> None:
@@ -522,8 +575,10 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         item = Value(json.dumps(part), output_field=text)
         body = Substr("sub_tasks", 1, Length("sub_tasks") - 1, output_field=text)
         appended = Case(
-            When(sub_tasks="[]", then=Concat(Value("[", output_field=text), item, Value("]"),
-                                             output_field=text)),
+            When(
+                sub_tasks="[]",
+                then=Concat(Value("[", output_field=text), item, Value("]"), output_field=text),
+            ),
             default=Concat(body, Value(", ", output_field=text), item, Value("]"), output_field=text),
             output_field=text,
         )
@@ -546,7 +601,11 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         check_id(ChordPart, "task_id", task_id)
         alias = self.write_alias()
         done = engines.count_chord_part(
-            connections[alias], self.model._meta.db_table, ChordPart._meta.db_table, group_id, task_id,
+            connections[alias],
+            self.model._meta.db_table,
+            ChordPart._meta.db_table,
+            group_id,
+            task_id,
         )
         if done.counted:
             return PartOutcome.LAST if done.last else PartOutcome.COUNTED
@@ -568,7 +627,10 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         try:
             with transaction.atomic(using=alias):
                 self.model._base_manager.using(alias).create(
-                    group_id=group_id, sub_tasks="[]", count=0, counted_parts="|",
+                    group_id=group_id,
+                    sub_tasks="[]",
+                    count=0,
+                    counted_parts="|",
                 )
         except IntegrityError:
             return False

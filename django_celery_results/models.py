@@ -39,71 +39,103 @@ class TaskResult(models.Model):
     id = models.BigAutoField(primary_key=True, verbose_name="ID")
 
     task_id = models.CharField(
-        _("Task ID"), max_length=ID_MAX_LENGTH, unique=True,
+        _("Task ID"),
+        max_length=ID_MAX_LENGTH,
+        unique=True,
         help_text=_("Celery ID of the task"),
     )
     periodic_task_name = models.CharField(
-        _("Periodic Task Name"), max_length=255, null=True,
+        _("Periodic Task Name"),
+        max_length=255,
+        null=True,
         help_text=_("Name of the periodic task (celery beat entry) that sent the task"),
     )
     task_name = models.CharField(
-        _("Task Name"), max_length=ID_MAX_LENGTH, null=True,
+        _("Task Name"),
+        max_length=ID_MAX_LENGTH,
+        null=True,
         help_text=_("Name of the task"),
     )
     task_args = models.TextField(
-        _("Task Positional Arguments"), null=True,
+        _("Task Positional Arguments"),
+        null=True,
         help_text=_("Serialized representation of the positional arguments"),
     )
     task_kwargs = models.TextField(
-        _("Task Named Arguments"), null=True,
+        _("Task Named Arguments"),
+        null=True,
         help_text=_("Serialized representation of the keyword arguments"),
     )
     status = models.CharField(
-        _("Task State"), max_length=50, default=states.PENDING,
+        _("Task State"),
+        max_length=50,
+        default=states.PENDING,
         help_text=_("Current state of the task"),
     )
     worker = models.CharField(
-        _("Worker"), max_length=100, default=None, null=True,
+        _("Worker"),
+        max_length=100,
+        default=None,
+        null=True,
         help_text=_("Host name of the worker that ran the task"),
     )
     content_type = models.CharField(
-        _("Result Content Type"), max_length=128,
+        _("Result Content Type"),
+        max_length=128,
         help_text=_("Content type of the serialized result"),
     )
     content_encoding = models.CharField(
-        _("Result Encoding"), max_length=64,
+        _("Result Encoding"),
+        max_length=64,
         help_text=_("Encoding of the serialized result ('binary' means base64 text)"),
     )
     result = models.TextField(
-        _("Result Data"), null=True, default=None, editable=False,
+        _("Result Data"),
+        null=True,
+        default=None,
+        editable=False,
         help_text=_("The serialized return value (or exception) of the task"),
     )
     date_created = models.DateTimeField(
-        _("Created DateTime"), auto_now_add=True,
+        _("Created DateTime"),
+        auto_now_add=True,
         help_text=_("When the row was first written"),
     )
     date_started = models.DateTimeField(
-        _("Started DateTime"), null=True, default=None,
+        _("Started DateTime"),
+        null=True,
+        default=None,
         help_text=_("When a worker started the task (with task_track_started)"),
     )
     date_done = models.DateTimeField(
-        _("Completed DateTime"), auto_now=True,
+        _("Completed DateTime"),
+        auto_now=True,
         help_text=_("When the latest state was stored; for ready states, when the task ended"),
     )
     retries = models.PositiveIntegerField(
-        _("Retries"), null=True, default=None,
+        _("Retries"),
+        null=True,
+        default=None,
         help_text=_("How many times the task had been retried (with result_extended)"),
     )
     queue = models.CharField(
-        _("Queue"), max_length=255, null=True, default=None,
+        _("Queue"),
+        max_length=255,
+        null=True,
+        default=None,
         help_text=_("Routing key the task was delivered with (with result_extended)"),
     )
     traceback = models.TextField(
-        _("Traceback"), blank=True, null=True,
+        _("Traceback"),
+        blank=True,
+        null=True,
         help_text=_("Traceback of the failure, if the task failed"),
     )
     meta = models.TextField(
-        _("Task Meta Information"), null=True, default=None, editable=False,
+        _("Task Meta Information"),
+        null=True,
+        default=None,
+        editable=False,
         help_text=_("Serialized extra information: children and user metadata"),
     )
 
@@ -154,7 +186,9 @@ class ChordCounter(models.Model):
     id = models.BigAutoField(primary_key=True, verbose_name="ID")
 
     group_id = models.CharField(
-        _("Group ID"), max_length=ID_MAX_LENGTH, unique=True,
+        _("Group ID"),
+        max_length=ID_MAX_LENGTH,
+        unique=True,
         help_text=_("Celery ID of the chord header group"),
     )
     sub_tasks = models.TextField(
@@ -166,11 +200,16 @@ class ChordCounter(models.Model):
     # Both nullable: during a rolling deploy the code we replace still inserts
     # counters without them.
     counted_parts = models.TextField(
-        _("Counted parts"), null=True, default="|", editable=False,
+        _("Counted parts"),
+        null=True,
+        default="|",
+        editable=False,
         help_text=_("Ids of the parts already counted, '|'-separated: a redelivered part counts once"),
     )
     date_created = models.DateTimeField(
-        _("Created DateTime"), auto_now_add=True, null=True,
+        _("Created DateTime"),
+        auto_now_add=True,
+        null=True,
         help_text=_("When the chord was applied; cleanup() removes counters older than result_expires"),
     )
 
@@ -207,11 +246,13 @@ class ChordPart(models.Model):
     id = models.BigAutoField(primary_key=True, verbose_name="ID")
 
     group_id = models.CharField(
-        _("Group ID"), max_length=ID_MAX_LENGTH,
+        _("Group ID"),
+        max_length=ID_MAX_LENGTH,
         help_text=_("Celery ID of the chord header group"),
     )
     task_id = models.CharField(
-        _("Task ID"), max_length=ID_MAX_LENGTH,
+        _("Task ID"),
+        max_length=ID_MAX_LENGTH,
         help_text=_("Celery ID of the task"),
     )
 
@@ -230,27 +271,36 @@ class GroupResult(models.Model):
     id = models.BigAutoField(primary_key=True, verbose_name="ID")
 
     group_id = models.CharField(
-        _("Group ID"), max_length=ID_MAX_LENGTH, unique=True,
+        _("Group ID"),
+        max_length=ID_MAX_LENGTH,
+        unique=True,
         help_text=_("Celery ID of the group"),
     )
     date_created = models.DateTimeField(
-        _("Created DateTime"), auto_now_add=True,
+        _("Created DateTime"),
+        auto_now_add=True,
         help_text=_("When the group result was first saved"),
     )
     date_done = models.DateTimeField(
-        _("Completed DateTime"), auto_now=True,
+        _("Completed DateTime"),
+        auto_now=True,
         help_text=_("When the group result was last saved"),
     )
     content_type = models.CharField(
-        _("Result Content Type"), max_length=128,
+        _("Result Content Type"),
+        max_length=128,
         help_text=_("Content type of the serialized result"),
     )
     content_encoding = models.CharField(
-        _("Result Encoding"), max_length=64,
+        _("Result Encoding"),
+        max_length=64,
         help_text=_("Encoding of the serialized result ('binary' means base64 text)"),
     )
     result = models.TextField(
-        _("Result Data"), null=True, default=None, editable=False,
+        _("Result Data"),
+        null=True,
+        default=None,
+        editable=False,
         help_text=_("The serialized list of member result tuples"),
     )
 

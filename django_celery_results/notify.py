@@ -175,7 +175,8 @@ class Dispatcher:
             logger.warning(
                 "No notification reaches a LISTEN on database alias %r (a pooler in transaction "
                 "mode?): waiting for results polls instead. Name a direct alias in "
-                'DJANGO_CELERY_RESULTS["LISTEN_DATABASE"] to be woken at once.', self.alias,
+                'DJANGO_CELERY_RESULTS["LISTEN_DATABASE"] to be woken at once.',
+                self.alias,
             )
         self._wake_all()
 

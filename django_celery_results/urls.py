@@ -31,23 +31,17 @@ if "task_pattern" not in get_converters():  # the module may be imported more th
     register_converter(TaskIdConverter, "task_pattern")
 
 noun_first: list[URLPattern] = [
-    path("task/done/<task_pattern:task_id>/", views.is_task_successful,
-         name="celery-is_task_successful"),
+    path("task/done/<task_pattern:task_id>/", views.is_task_successful, name="celery-is_task_successful"),
     path("task/status/<task_pattern:task_id>/", views.task_status, name="celery-task_status"),
-    path("group/done/<task_pattern:group_id>/", views.is_group_successful,
-         name="celery-is_group_successful"),
-    path("group/status/<task_pattern:group_id>/", views.group_status,
-         name="celery-group_status"),
+    path("group/done/<task_pattern:group_id>/", views.is_group_successful, name="celery-is_group_successful"),
+    path("group/status/<task_pattern:group_id>/", views.group_status, name="celery-group_status"),
 ]
 
 id_first: list[URLPattern] = [
-    path("<task_pattern:task_id>/done/", views.is_task_successful,
-         name="celery-is_task_successful"),
+    path("<task_pattern:task_id>/done/", views.is_task_successful, name="celery-is_task_successful"),
     path("<task_pattern:task_id>/status/", views.task_status, name="celery-task_status"),
-    path("<task_pattern:group_id>/group/done/", views.is_group_successful,
-         name="celery-is_group_successful"),
-    path("<task_pattern:group_id>/group/status/", views.group_status,
-         name="celery-group_status"),
+    path("<task_pattern:group_id>/group/done/", views.is_group_successful, name="celery-is_group_successful"),
+    path("<task_pattern:group_id>/group/status/", views.group_status, name="celery-group_status"),
 ]
 
 urlpatterns: list[URLPattern] = noun_first

@@ -66,7 +66,9 @@ def check_ids(model: type[models.Model], field: str, values: Iterable[str]) -> s
 
 
 def storable(
-    model: type[models.Model], values: Mapping[str, Any], connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    values: Mapping[str, Any],
+    connection: BaseDatabaseWrapper,
 ) -> dict[str, Any]:
     """``values`` with every text made storable by the rule above, for one write through ``connection``.
 
@@ -112,7 +114,11 @@ def _warn_once(model: str, field: str, limit: int, length: int) -> None:
     logger.warning(
         "%s.%s holds at most %d characters; a value of %d was shortened to fit (ending in %r). "
         "Further shortened values of this column are not logged.",
-        model, field, limit, length, ELLIPSIS,
+        model,
+        field,
+        limit,
+        length,
+        ELLIPSIS,
     )
 
 
@@ -131,7 +137,9 @@ _ESCAPED_BYTES = tuple(bytes([b]) for b in b"\\'\"\n\r\x00\x1a")
 
 
 def _check_size(
-    model: type[models.Model], connection: BaseDatabaseWrapper, values: Mapping[str, Any],
+    model: type[models.Model],
+    connection: BaseDatabaseWrapper,
+    values: Mapping[str, Any],
 ) -> None:
     """Raise :class:`ResultTooLarge` when the write would exceed the server's statement limit.
 

@@ -62,8 +62,10 @@ _fallback = write_empty_inventory(OFFLINE_INVENTORY)
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3/", (None, _fallback)),
     # Django serves its inventory under _objects/, not beside the pages.
-    "django": ("https://docs.djangoproject.com/en/stable/",
-               ("https://docs.djangoproject.com/en/stable/_objects/", _fallback)),
+    "django": (
+        "https://docs.djangoproject.com/en/stable/",
+        ("https://docs.djangoproject.com/en/stable/_objects/", _fallback),
+    ),
     "celery": ("https://docs.celeryq.dev/en/stable/", (None, _fallback)),
 }
 intersphinx_timeout = 10
@@ -106,15 +108,32 @@ def describe_columns(app: Any, what: str, name: str, obj: Any, options: Any, lin
         max_length = getattr(field, "max_length", None)
         if max_length:
             kind += f" ({max_length})"
-        flags = [flag for flag, on in (("unique", field.unique and not field.primary_key),
-                                       ("null", field.null),
-                                       ("indexed", field.db_index or field.name in indexed)) if on]
+        flags = [
+            flag
+            for flag, on in (
+                ("unique", field.unique and not field.primary_key),
+                ("null", field.null),
+                ("indexed", field.db_index or field.name in indexed),
+            )
+            if on
+        ]
         if flags:
             kind += ", " + ", ".join(flags)
         meaning = str(field.help_text or "") or ("Row id" if field.primary_key else str(field.verbose_name))
         rows.append((f"``{field.column}``", kind, meaning))
-    lines.extend(["", f"Table ``{obj._meta.db_table}``:", "", ".. list-table::", "   :header-rows: 1", "",
-                  "   * - Column", "     - Type", "     - Meaning"])
+    lines.extend(
+        [
+            "",
+            f"Table ``{obj._meta.db_table}``:",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - Column",
+            "     - Type",
+            "     - Meaning",
+        ]
+    )
     for column, kind, meaning in rows:
         lines.extend([f"   * - {column}", f"     - {kind}", f"     - {meaning}"])
     lines.append("")

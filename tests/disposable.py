@@ -59,7 +59,7 @@ def _parent_and_state(pid: int) -> tuple[int, str] | None:
     except OSError:
         return None
     # The command name, in parentheses, may hold spaces: split after its closing one.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[1]), fields[0]
 
 
@@ -135,8 +135,13 @@ class DisposableServer:
     def _run(self, command: list[str], timeout: float = 120) -> None:
         """Run a tool of the server (as its owner); raise :class:`ServerError` with its output on failure."""
         completed = subprocess.run(
-            command, cwd=self.directory, stdin=subprocess.DEVNULL, capture_output=True,
-            timeout=timeout, check=False, **self._owner(),
+            command,
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            **self._owner(),
         )
         if completed.returncode != 0:
             output = (completed.stdout + completed.stderr).decode(errors="replace")
@@ -158,8 +163,13 @@ class DisposableServer:
             raise ServerError(f"the {self.engine} server is running already (pid {self.pid})")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.server_command(), cwd=self.directory, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self._owner(),
+                self.server_command(),
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._owner(),
             )
         self.wait_until_answering(timeout)
 
@@ -255,30 +265,72 @@ class PostgresServer(DisposableServer):
         if self._owner():
             account = pwd.getpwnam(str(self.os_user))
             os.chown(self.directory, account.pw_uid, account.pw_gid)
-        self._run([
-            str(PG_BIN / "initdb"), "--pgdata", str(self.data), "--username", self.user,
-            "--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-sync", "--no-instructions",
-        ])
+        self._run(
+            [
+                str(PG_BIN / "initdb"),
+                "--pgdata",
+                str(self.data),
+                "--username",
+                self.user,
+                "--auth",
+                "trust",
+                "--encoding",
+                "UTF8",
+                "--locale",
+                "C",
+                "--no-sync",
+                "--no-instructions",
+            ]
+        )
 
     def server_command(self) -> list[str]:
         return [
-            str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
-            "-k", str(self.directory), "-c", f"listen_addresses={HOST}",
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.directory),
+            "-c",
+            f"listen_addresses={HOST}",
             # The tests crash the server process, never the machine: the page cache
             # survives a SIGKILL, so fsync only costs time here.
-            "-c", "fsync=off", "-c", "max_connections=40", "-c", "shared_buffers=16MB",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=40",
+            "-c",
+            "shared_buffers=16MB",
         ]
 
     def _request_stop(self, timeout: float) -> None:
         # Fast shutdown: open sessions end with 57P01 (admin shutdown); new ones
         # get 57P03 (shutting down) until the port closes.
-        self._run([str(PG_BIN / "pg_ctl"), "stop", "--pgdata", str(self.data), "--mode", "fast",
-                   "--wait", "--timeout", str(int(timeout))], timeout=timeout + 10)
+        self._run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "stop",
+                "--pgdata",
+                str(self.data),
+                "--mode",
+                "fast",
+                "--wait",
+                "--timeout",
+                str(int(timeout)),
+            ],
+            timeout=timeout + 10,
+        )
 
     def connect(self, database: str | None = None) -> Any:
         """Through psycopg 3, or psycopg2 where it is the only driver (the ``psycopg2`` cells)."""
-        options = {"host": HOST, "port": self.port, "user": self.user, "dbname": database or "postgres",
-                   "connect_timeout": 2}
+        options = {
+            "host": HOST,
+            "port": self.port,
+            "user": self.user,
+            "dbname": database or "postgres",
+            "connect_timeout": 2,
+        }
         try:
             import psycopg
         except ImportError:
@@ -293,14 +345,18 @@ class PostgresServer(DisposableServer):
         connection = self.connect()
         try:
             with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\'')
+                cursor.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8'")
         finally:
             connection.close()
 
     def database_settings(self, name: str) -> dict[str, Any]:
         return {
-            "ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": self.user,
-            "PASSWORD": "", "HOST": HOST, "PORT": str(self.port),
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": self.user,
+            "PASSWORD": "",
+            "HOST": HOST,
+            "PORT": str(self.port),
             "OPTIONS": {"connect_timeout": 5},
         }
 
@@ -318,18 +374,33 @@ class MariaDBServer(DisposableServer):
         return ["--user=root"] if os.geteuid() == 0 else []
 
     def initialise(self) -> None:
-        self._run([
-            MARIADB_INSTALL_DB, "--no-defaults", f"--datadir={self.data}", *self._root_flag(),
-            # root without a password, also over TCP (127.0.0.1): local tests only.
-            "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
-        ])
+        self._run(
+            [
+                MARIADB_INSTALL_DB,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                *self._root_flag(),
+                # root without a password, also over TCP (127.0.0.1): local tests only.
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]
+        )
 
     def server_command(self) -> list[str]:
         return [
-            MARIADBD, "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket_path}",
-            f"--port={self.port}", f"--bind-address={HOST}", f"--pid-file={self.directory / 'mariadbd.pid'}",
-            f"--tmpdir={self.directory}", *self._root_flag(), "--skip-name-resolve",
-            "--innodb-buffer-pool-size=32M", "--max-connections=60",
+            MARIADBD,
+            "--no-defaults",
+            f"--datadir={self.data}",
+            f"--socket={self.socket_path}",
+            f"--port={self.port}",
+            f"--bind-address={HOST}",
+            f"--pid-file={self.directory / 'mariadbd.pid'}",
+            f"--tmpdir={self.directory}",
+            *self._root_flag(),
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=32M",
+            "--max-connections=60",
             # The redo log reaches the OS at each commit, which is enough to
             # survive a SIGKILL of the server (the machine never crashes here).
             "--innodb-flush-log-at-trx-commit=2",
@@ -344,8 +415,15 @@ class MariaDBServer(DisposableServer):
     def connect(self, database: str | None = None) -> Any:
         import MySQLdb
 
-        options: dict[str, Any] = {"host": HOST, "port": self.port, "user": self.user, "passwd": "",
-                                   "connect_timeout": 2, "autocommit": True, "charset": "utf8mb4"}
+        options: dict[str, Any] = {
+            "host": HOST,
+            "port": self.port,
+            "user": self.user,
+            "passwd": "",
+            "connect_timeout": 2,
+            "autocommit": True,
+            "charset": "utf8mb4",
+        }
         if database:
             options["database"] = database
         return MySQLdb.connect(**options)
@@ -360,10 +438,15 @@ class MariaDBServer(DisposableServer):
 
     def database_settings(self, name: str) -> dict[str, Any]:
         return {
-            "ENGINE": "django.db.backends.mysql", "NAME": name, "USER": self.user,
-            "PASSWORD": "", "HOST": HOST, "PORT": str(self.port),
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": name,
+            "USER": self.user,
+            "PASSWORD": "",
+            "HOST": HOST,
+            "PORT": str(self.port),
             "OPTIONS": {
-                "charset": "utf8mb4", "connect_timeout": 5,
+                "charset": "utf8mb4",
+                "connect_timeout": 5,
                 "init_command": "SET sql_mode='STRICT_ALL_TABLES'",
                 "isolation_level": "read committed",
             },

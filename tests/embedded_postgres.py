@@ -67,8 +67,10 @@ def server() -> Iterator[dict[str, str]]:
     else:
         bin_dir = installation() / "bin"
     port = free_port()
-    run = lambda *args: subprocess.run(as_user([str(a) for a in args], user), check=True,  # noqa: E731
-                                       stdout=subprocess.DEVNULL)
+
+    def run(*args: object) -> None:
+        subprocess.run(as_user([str(a) for a in args], user), check=True, stdout=subprocess.DEVNULL)
+
     started = False
     try:
         run(bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
@@ -76,8 +78,13 @@ def server() -> Iterator[dict[str, str]]:
         run(bin_dir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start")
         started = True
         run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "test")
-        yield {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres", "PGPASSWORD": "",
-               "PGDATABASE": "test"}
+        yield {
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(port),
+            "PGUSER": "postgres",
+            "PGPASSWORD": "",
+            "PGDATABASE": "test",
+        }
     except subprocess.CalledProcessError:
         if log.exists():
             sys.stderr.write(log.read_text(errors="replace")[-4000:])
@@ -91,6 +98,7 @@ def server() -> Iterator[dict[str, str]]:
 def main(argv: list[str]) -> int:
     if not argv:
         raise SystemExit("usage: python -m tests.embedded_postgres COMMAND [ARGS...]")
+
     # SIGTERM (tox, CI timeouts) ends the command and still stops the server.
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -37,8 +37,9 @@ def _bootstrap(database: dict[str, Any], target: Callable[..., Any], args: Seque
         raise
 
 
-def run_in_processes(target: Callable[..., Any], argument_lists: Sequence[Sequence[Any]],
-                     timeout: float = 120) -> list[Any]:
+def run_in_processes(
+    target: Callable[..., Any], argument_lists: Sequence[Sequence[Any]], timeout: float = 120
+) -> list[Any]:
     """Run ``target(*args)`` in one process per argument list, all at once; return their results.
 
     Raises ``AssertionError`` naming every child that failed or hung.
@@ -46,8 +47,9 @@ def run_in_processes(target: Callable[..., Any], argument_lists: Sequence[Sequen
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     database = database_settings()
-    children = [context.Process(target=_bootstrap, args=(database, target, args, queue))
-                for args in argument_lists]
+    children = [
+        context.Process(target=_bootstrap, args=(database, target, args, queue)) for args in argument_lists
+    ]
     for child in children:
         child.start()
     outcomes = [queue.get(timeout=timeout) for _ in children]

@@ -17,7 +17,8 @@ def _app(broker_dir: str | None = None) -> Any:
     return make_app(
         broker_url="filesystem://",
         broker_transport_options={
-            "data_folder_in": broker_dir, "data_folder_out": broker_dir,
+            "data_folder_in": broker_dir,
+            "data_folder_out": broker_dir,
             "control_folder": f"{broker_dir}/control",
         },
     )

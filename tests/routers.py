@@ -75,7 +75,11 @@ class ResultsRouter:
         return None
 
     def allow_migrate(
-        self, db: str, app_label: str, model_name: str | None = None, **hints: Any,
+        self,
+        db: str,
+        app_label: str,
+        model_name: str | None = None,
+        **hints: Any,
     ) -> bool | None:
         if app_label != APP_LABEL or self.tables is None:
             return None

@@ -16,8 +16,8 @@ any_text = st.lists(
     max_size=40,
 ).map("".join)
 
-json_scalars = st.none() | st.booleans() | st.integers() | safe_text | st.floats(
-    allow_nan=False, allow_infinity=False
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | safe_text | st.floats(allow_nan=False, allow_infinity=False)
 )
 
 #: Values a JSON result can carry and read back equal.
@@ -30,9 +30,11 @@ json_values = st.recursive(
 #: Values only pickle carries: bytes, tuples, sets, big ints.
 pickle_values = st.recursive(
     json_scalars | st.binary(max_size=40) | st.integers(min_value=2**70, max_value=2**90),
-    lambda children: st.lists(children, max_size=4)
-    | st.tuples(children, children)
-    | st.frozensets(st.integers(), max_size=4)
-    | st.dictionaries(safe_text, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.frozensets(st.integers(), max_size=4)
+        | st.dictionaries(safe_text, children, max_size=4)
+    ),
     max_leaves=12,
 )

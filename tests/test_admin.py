@@ -78,11 +78,14 @@ def staff(django_user_model: Any) -> Callable[..., Client]:
 
     def login(*codenames: str) -> Client:
         user = django_user_model.objects.create_user(
-            username=f"staff-{uuid4().hex[:8]}", password="x", is_staff=True,
+            username=f"staff-{uuid4().hex[:8]}",
+            password="x",
+            is_staff=True,
         )
         user.user_permissions.set(
             Permission.objects.filter(
-                content_type__app_label="django_celery_results", codename__in=codenames,
+                content_type__app_label="django_celery_results",
+                codename__in=codenames,
             )
         )
         assert user.user_permissions.count() == len(codenames)
@@ -130,24 +133,40 @@ def test_changelist_columns_filters_search_and_hierarchy(admin_client: Client) -
     assert response.status_code == 200
     cl = response.context["cl"]
     assert list(cl.list_display) == [
-        "action_checkbox", "state_and_retries", "task", "date_done_moment", "durations", "worker_and_queue",
+        "action_checkbox",
+        "state_and_retries",
+        "task",
+        "date_done_moment",
+        "durations",
+        "worker_and_queue",
         "periodic_task_name",
     ]
     # The parameters upstream's filters used, so bookmarked URLs keep working.
     assert [getattr(spec, "parameter_name", None) or spec.field_path for spec in cl.filter_specs] == [
-        "status__exact", "date_done", "slower_than", "periodic_task_name__exact", "task_name__exact",
-        "worker__exact", "queue__exact",
+        "status__exact",
+        "date_done",
+        "slower_than",
+        "periodic_task_name__exact",
+        "task_name__exact",
+        "worker__exact",
+        "queue__exact",
     ]
     assert set(cl.search_fields) == {
-        "task_name", "task_id", "status", "task_args", "task_kwargs", "periodic_task_name",
+        "task_name",
+        "task_id",
+        "status",
+        "task_args",
+        "task_kwargs",
+        "periodic_task_name",
     }
     assert cl.date_hierarchy == "date_done"
     assert cl.get_ordering(response.wsgi_request, cl.root_queryset)[0] == "-date_done"
 
 
 def test_group_changelist_columns_search_and_hierarchy(admin_client: Client) -> None:
-    GroupResult.objects.create(group_id="g-1", content_type="application/json",
-                               content_encoding="utf-8", result="[]")
+    GroupResult.objects.create(
+        group_id="g-1", content_type="application/json", content_encoding="utf-8", result="[]"
+    )
     response = admin_client.get(reverse(f"{GROUPS}_changelist"), {"q": "g-1"})
     cl = response.context["cl"]
     assert list(cl.list_display) == ["action_checkbox", "group_id", "date_done"]
@@ -190,11 +209,21 @@ def test_allow_edits_is_read_on_each_request(admin_client: Client, allow_edits: 
     assert 'name="result"' not in page
     assert 'name="meta"' not in page
     assert admin_client.get(reverse(f"{TASKS}_add")).status_code == 200
-    posted = admin_client.post(change, {
-        "task_id": row.task_id, "task_name": "proj.renamed", "periodic_task_name": "p",
-        "status": states.FAILURE, "worker": "celery@w2", "content_type": "application/json",
-        "content_encoding": "utf-8", "task_args": "[]", "task_kwargs": "{}", "traceback": "new",
-    })
+    posted = admin_client.post(
+        change,
+        {
+            "task_id": row.task_id,
+            "task_name": "proj.renamed",
+            "periodic_task_name": "p",
+            "status": states.FAILURE,
+            "worker": "celery@w2",
+            "content_type": "application/json",
+            "content_encoding": "utf-8",
+            "task_args": "[]",
+            "task_kwargs": "{}",
+            "traceback": "new",
+        },
+    )
     assert posted.status_code == 302, posted.context["adminform"].form.errors
     row.refresh_from_db()
     assert (row.task_name, row.status, row.traceback) == ("proj.renamed", states.FAILURE, "new")
@@ -206,10 +235,13 @@ def test_allow_edits_is_read_on_each_request(admin_client: Client, allow_edits: 
 
 
 def test_readonly_fields_cover_every_shown_field_unless_edits_allowed(
-    rf: Any, admin_user: Any, allow_edits: Any,
+    rf: Any,
+    admin_user: Any,
+    allow_edits: Any,
 ) -> None:
     request = rf.get("/")
     request.user = admin_user
+
     def shown(model_admin: Any) -> set[str]:
         return {name for _title, opts in model_admin.get_fieldsets(request) for name in opts["fields"]}
 
@@ -241,9 +273,14 @@ def test_delete_is_allowed_to_holders_of_the_delete_permission(staff: Any) -> No
 
 def test_user_data_is_escaped_on_the_change_page(admin_client: Client) -> None:
     row = task(
-        task_name=XSS, worker=XSS, periodic_task_name=XSS, status=states.FAILURE,
-        result=json.dumps({"exc_message": [XSS]}), traceback=f"Traceback:\n  {XSS}",
-        meta=json.dumps({"children": [], "note": XSS}), task_args=json.dumps([XSS]),
+        task_name=XSS,
+        worker=XSS,
+        periodic_task_name=XSS,
+        status=states.FAILURE,
+        result=json.dumps({"exc_message": [XSS]}),
+        traceback=f"Traceback:\n  {XSS}",
+        meta=json.dumps({"children": [], "note": XSS}),
+        task_args=json.dumps([XSS]),
         task_kwargs=json.dumps({"k": XSS}),
     )
     page = html(admin_client.get(reverse(f"{TASKS}_change", args=[row.pk])))
@@ -272,24 +309,30 @@ def test_user_data_is_escaped_on_the_changelist(admin_client: Client) -> None:
 
 def test_group_result_is_escaped_and_pretty_printed(admin_client: Client) -> None:
     group = GroupResult.objects.create(
-        group_id="g-xss", content_type="application/json", content_encoding="utf-8",
+        group_id="g-xss",
+        content_type="application/json",
+        content_encoding="utf-8",
         result=json.dumps([[[XSS, None], None]]),
     )
     page = html(admin_client.get(reverse(f"{GROUPS}_change", args=[group.pk])))
     assert "<script>alert" not in page
-    assert f'[\n  [\n    [\n      &quot;{ESCAPED_XSS}&quot;,\n      null' in page
+    assert f"[\n  [\n    [\n      &quot;{ESCAPED_XSS}&quot;,\n      null" in page
     assert "<script>alert" not in html(admin_client.get(reverse(f"{GROUPS}_changelist")))
 
 
 def test_json_is_indented_and_other_text_shown_as_stored(admin_client: Client) -> None:
     as_json = task(result='{"a": 1, "b": [true]}', task_kwargs='{"x": "y"}')
     # "1e10" is valid base64 and valid JSON: binary content must not be reformatted.
-    pickled = task(content_type="application/x-python-serialize", content_encoding="binary",
-                   result="1e10", task_args="(1, 2)")
+    pickled = task(
+        content_type="application/x-python-serialize",
+        content_encoding="binary",
+        result="1e10",
+        task_args="(1, 2)",
+    )
 
     page = html(admin_client.get(reverse(f"{TASKS}_change", args=[as_json.pk])))
-    assert '{\n  &quot;a&quot;: 1,\n  &quot;b&quot;: [\n    true\n  ]\n}</pre>' in page
-    assert '{\n  &quot;x&quot;: &quot;y&quot;\n}</pre>' in page
+    assert "{\n  &quot;a&quot;: 1,\n  &quot;b&quot;: [\n    true\n  ]\n}</pre>" in page
+    assert "{\n  &quot;x&quot;: &quot;y&quot;\n}</pre>" in page
 
     page = html(admin_client.get(reverse(f"{TASKS}_change", args=[pickled.pk])))
     assert '">1e10</pre>' in page
@@ -300,7 +343,7 @@ def test_json_is_indented_and_other_text_shown_as_stored(admin_client: Client) -
 @pytest.mark.parametrize(
     ("text", "json_text", "expected"),
     [
-        ('{"a":[1]}', True, '{\n  &quot;a&quot;: [\n    1\n  ]\n}'),
+        ('{"a":[1]}', True, "{\n  &quot;a&quot;: [\n    1\n  ]\n}"),
         ('"é"', True, "&quot;é&quot;"),
         ("(1, {'a': 2})", True, "(1, {&#x27;a&#x27;: 2})"),
         ("[" * 100_000, True, "[" * 100_000),  # too deep for json: shown as stored
@@ -410,7 +453,9 @@ def test_terminate_revokes_the_selected_unfinished_tasks(staff: Any, broadcasts:
 
 
 def test_terminate_sends_batches_and_warns_when_nothing_is_unfinished(
-    admin_client: Client, broadcasts: Any, monkeypatch: pytest.MonkeyPatch,
+    admin_client: Client,
+    broadcasts: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(task_admin(), "terminate_batch_size", 2)
     rows = [task(status=states.STARTED) for _ in range(3)]
@@ -425,7 +470,9 @@ def test_terminate_sends_batches_and_warns_when_nothing_is_unfinished(
 
 
 def test_terminate_reports_an_unreachable_broker(
-    admin_client: Client, broadcasts: Any, monkeypatch: pytest.MonkeyPatch,
+    admin_client: Client,
+    broadcasts: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("connection refused")
@@ -448,7 +495,8 @@ def revoked_ids(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def test_patching_the_module_app_sends_the_revoke_through_that_app(
-    admin_client: Client, listener: Callable[[str], Listener],
+    admin_client: Client,
+    listener: Callable[[str], Listener],
 ) -> None:
     site, other = listener("site"), listener("other")
     running = task(status=states.STARTED)
@@ -465,7 +513,9 @@ def test_patching_the_module_app_sends_the_revoke_through_that_app(
 
 
 def test_the_app_is_read_when_the_action_runs(
-    admin_client: Client, listener: Callable[[str], Listener], monkeypatch: pytest.MonkeyPatch,
+    admin_client: Client,
+    listener: Callable[[str], Listener],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Replacing the attribute after the admin is registered redirects the next action."""
     first, second = listener("first"), listener("second")
@@ -481,7 +531,8 @@ def test_the_app_is_read_when_the_action_runs(
 
 
 def test_by_default_the_app_current_when_the_action_runs_is_used(
-    admin_client: Client, listener: Callable[[str], Listener],
+    admin_client: Client,
+    listener: Callable[[str], Listener],
 ) -> None:
     project, other = listener("project"), listener("other")
     running = task(status=states.STARTED)
@@ -500,13 +551,15 @@ def test_by_default_the_app_current_when_the_action_runs_is_used(
 
 
 def filter_choices(response: Any, parameter: str) -> list[str]:
-    [spec] = [s for s in response.context["cl"].filter_specs
-              if getattr(s, "parameter_name", None) == parameter]
+    [spec] = [
+        s for s in response.context["cl"].filter_specs if getattr(s, "parameter_name", None) == parameter
+    ]
     return [value for value, _label in spec.lookup_choices]
 
 
 def test_filter_choices_come_from_the_most_recent_rows(
-    admin_client: Client, monkeypatch: pytest.MonkeyPatch,
+    admin_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(RecentValuesFilter, "sample_size", 3)
     old = task(task_name="proj.old", worker="celery@old", status="PROGRESS", date_done=at(2020))
@@ -528,7 +581,8 @@ def test_filter_choices_come_from_the_most_recent_rows(
 
 
 def test_filter_lists_the_most_frequent_values_only(
-    admin_client: Client, monkeypatch: pytest.MonkeyPatch,
+    admin_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(RecentValuesFilter, "max_choices", 1)
     for name in ("proj.rare", "proj.common", "proj.common"):
@@ -555,7 +609,9 @@ def test_filter_lists_the_most_frequent_values_only(
     ],
 )
 def test_filters_and_search_select_rows(
-    admin_client: Client, params: dict[str, str], expected: set[str],
+    admin_client: Client,
+    params: dict[str, str],
+    expected: set[str],
 ) -> None:
     task("failed", status=states.FAILURE, worker="celery@w2", task_kwargs='{"k": "kwarg-value"}')
     task("mul", task_name="proj.mul", task_args='["secret-arg"]', date_done=at(2023, 3))
@@ -576,8 +632,11 @@ def test_queue_filter_lists_recent_queues_and_selects_the_last_days_rows(admin_c
     assert filter_choices(admin_client.get(changelist), "queue__exact") == ["celery", "reports"]
     response = admin_client.get(changelist, {"queue__exact": "reports"})
     assert [r.pk for r in response.context["cl"].result_list] == [recent.pk]
-    title = [spec.title for spec in response.context["cl"].filter_specs
-             if getattr(spec, "parameter_name", None) == "queue__exact"]
+    title = [
+        spec.title
+        for spec in response.context["cl"].filter_specs
+        if getattr(spec, "parameter_name", None) == "queue__exact"
+    ]
     assert title == ["queue (last day)"]
 
 
@@ -615,11 +674,14 @@ def test_date_hierarchy_drills_down_between_the_oldest_and_newest_rows(admin_cli
     ]
 
     response = admin_client.get(
-        changelist, {"date_done__year": 2024, "date_done__month": 4, "date_done__day": 9},
+        changelist,
+        {"date_done__year": 2024, "date_done__month": 4, "date_done__day": 9},
     )
     assert hierarchy(response) == [
-        ({"date_done__year": "2024", "date_done__month": "4"},
-         "\N{SINGLE LEFT-POINTING ANGLE QUOTATION MARK} April 2024"),
+        (
+            {"date_done__year": "2024", "date_done__month": "4"},
+            "\N{SINGLE LEFT-POINTING ANGLE QUOTATION MARK} April 2024",
+        ),
     ]
     assert response.context["cl"].result_count == 1
 
@@ -629,7 +691,10 @@ def test_date_hierarchy_starts_at_the_level_where_rows_differ(admin_client: Clie
     task(date_done=at(2024, 6, 4))
     links = hierarchy(admin_client.get(reverse(f"{TASKS}_changelist")))
     assert [text.lstrip("\N{SINGLE LEFT-POINTING ANGLE QUOTATION MARK} ") for _q, text in links] == [
-        "2024", "June 2", "June 3", "June 4",
+        "2024",
+        "June 2",
+        "June 3",
+        "June 4",
     ]
 
 
@@ -642,12 +707,21 @@ CHANGELIST_QUERIES = 6
 
 @pytest.mark.parametrize("rows", [5, 50, 150])
 def test_changelist_queries_are_few_and_never_distinct(admin_client: Client, rows: int) -> None:
-    TaskResult.objects.bulk_create([
-        TaskResult(task_id=f"t-{i}", task_name=f"proj.t{i % 7}", worker=f"celery@w{i % 3}",
-                   periodic_task_name=f"beat-{i % 2}", status=states.SUCCESS,
-                   content_type="application/json", content_encoding="utf-8", result="1")
-        for i in range(rows)
-    ])
+    TaskResult.objects.bulk_create(
+        [
+            TaskResult(
+                task_id=f"t-{i}",
+                task_name=f"proj.t{i % 7}",
+                worker=f"celery@w{i % 3}",
+                periodic_task_name=f"beat-{i % 2}",
+                status=states.SUCCESS,
+                content_type="application/json",
+                content_encoding="utf-8",
+                result="1",
+            )
+            for i in range(rows)
+        ]
+    )
     with CaptureQueriesContext(connection) as ctx:
         response = admin_client.get(reverse(f"{TASKS}_changelist"))
     assert response.status_code == 200
@@ -663,8 +737,7 @@ def test_changelist_queries_are_few_and_never_distinct(admin_client: Client, row
     [
         {"date_done__year": "2024"},
         {"date_done__year": "2024", "date_done__month": "2"},
-        {"status__exact": "SUCCESS", "task_name__exact": "proj.tasks.add",
-         "worker__exact": "celery@w1"},
+        {"status__exact": "SUCCESS", "task_name__exact": "proj.tasks.add", "worker__exact": "celery@w1"},
         {"q": "proj", "periodic_task_name__exact": "nightly"},
         {"o": "3", "p": "1"},
     ],
@@ -682,8 +755,9 @@ def test_filtered_changelists_never_select_distinct(admin_client: Client, params
 @pytest.mark.parametrize("params", [{}, {"date_done__year": "2024"}, {"q": "g-1"}])
 def test_group_changelist_never_selects_distinct(admin_client: Client, params: dict[str, str]) -> None:
     for i in range(30):
-        group = GroupResult.objects.create(group_id=f"g-{i}", content_type="application/json",
-                                           content_encoding="utf-8", result="[]")
+        group = GroupResult.objects.create(
+            group_id=f"g-{i}", content_type="application/json", content_encoding="utf-8", result="[]"
+        )
         GroupResult.objects.filter(pk=group.pk).update(date_done=at(2023 + i % 2, 1 + i % 12))
     with CaptureQueriesContext(connection) as ctx:
         response = admin_client.get(reverse(f"{GROUPS}_changelist"), params)

@@ -41,13 +41,23 @@ OVERVIEW = "admin:django_celery_results_taskresult_overview"
 CHORD_TABLE = ChordCounter._meta.db_table
 
 
-def task(status: str = states.SUCCESS, *, done_ago: timedelta, runtime: float | None = 1.0,
-         name: str = "proj.a", created_ago: timedelta | None = None) -> TaskResult:
+def task(
+    status: str = states.SUCCESS,
+    *,
+    done_ago: timedelta,
+    runtime: float | None = 1.0,
+    name: str = "proj.a",
+    created_ago: timedelta | None = None,
+) -> TaskResult:
     now = timezone.now()
     done = now - done_ago
     row = TaskResult.objects.create(
-        task_id=str(uuid4()), status=status, task_name=name, content_type="application/json",
-        content_encoding="utf-8", result="1",
+        task_id=str(uuid4()),
+        status=status,
+        task_name=name,
+        content_type="application/json",
+        content_encoding="utf-8",
+        result="1",
         date_started=None if runtime is None else done - timedelta(seconds=runtime),
     )
     TaskResult.objects.filter(pk=row.pk).update(date_done=done, date_created=now - (created_ago or done_ago))
@@ -61,8 +71,10 @@ def counts_table(text: str) -> dict[str, list[str]]:
     for row in re.findall(r"<tr><td>(.*?)</tr>", section, re.DOTALL):
         state = re.search(r"</span> ([A-Z]+)</span>", row)
         if state:
-            rows[state.group(1)] = [unescape(n).replace("\xa0", " ") for n in re.findall(
-                r'<td class="dcr-number">(.*?)</td>', row)]
+            rows[state.group(1)] = [
+                unescape(n).replace("\xa0", " ")
+                for n in re.findall(r'<td class="dcr-number">(.*?)</td>', row)
+            ]
     return rows
 
 
@@ -79,7 +91,8 @@ def test_overview_counts_states_per_period_and_ranks_tasks(admin_client: Client)
     # Over the last day: proj.a ran 3 times, one failure; runtimes of finished runs 1, 2, 3 s.
     assert re.search(
         r"proj\.<wbr>a</a></td><td class=\"dcr-number\">3</td><td class=\"dcr-number\">33\.3 %</td>"
-        r"<td class=\"dcr-number\">2\.0 s</td><td class=\"dcr-number\">2\.9 s</td>", tasks,
+        r"<td class=\"dcr-number\">2\.0 s</td><td class=\"dcr-number\">2\.9 s</td>",
+        tasks,
     ), tasks
     assert "proj.b" not in tasks and "proj.old" not in tasks
 
@@ -91,7 +104,8 @@ def test_overview_lists_the_oldest_unfinished_tasks_and_stuck_chords(admin_clien
     stuck = ChordCounter.objects.create(group_id="stuck-chord", sub_tasks="[]", count=2)
     completed = ChordCounter.objects.create(group_id="completed-chord", sub_tasks="[]", count=0)
     ChordCounter.objects.filter(pk__in=[stuck.pk, completed.pk]).update(
-        date_created=timezone.now() - timedelta(hours=2))
+        date_created=timezone.now() - timedelta(hours=2)
+    )
     ChordCounter.objects.create(group_id="young-chord", sub_tasks="[]", count=1)
     text = admin_client.get(reverse(OVERVIEW)).content.decode()
     unfinished = text.split('<table class="dcr-unfinished">', 1)[1].split("</table>", 1)[0]
@@ -102,7 +116,8 @@ def test_overview_lists_the_oldest_unfinished_tasks_and_stuck_chords(admin_clien
 
 
 def test_counts_beyond_the_cap_are_marked_as_lower_bounds(
-    admin_client: Client, monkeypatch: pytest.MonkeyPatch,
+    admin_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(OverviewView, "COUNT_CAP", 3)
     for minutes in range(5):
@@ -148,7 +163,8 @@ def test_overview_needs_the_view_permission(django_user_model: Any) -> None:
 
 def overview_queries(client: Client) -> list[str]:
     return [
-        sql for sql in statements(lambda: client.get(reverse(OVERVIEW)))
+        sql
+        for sql in statements(lambda: client.get(reverse(OVERVIEW)))
         if TaskResult._meta.db_table in sql or CHORD_TABLE in sql
     ]
 
@@ -166,7 +182,8 @@ def test_overview_queries_do_not_grow_with_the_rows(admin_client: Client) -> Non
 
 @pytest.mark.django_db(transaction=True)
 def test_overview_queries_read_through_indexes(
-    admin_client: Client, planner_prefers_indexes: None,  # noqa: F811
+    admin_client: Client,
+    planner_prefers_indexes: None,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Caps well below the table's size, as on the tables this is about (a million rows).
@@ -174,8 +191,12 @@ def test_overview_queries_read_through_indexes(
     monkeypatch.setattr(OverviewView, "SAMPLE_SIZE", BIG_TABLE_ROWS // 20)
     insert_task_rows(expired=0, fresh=BIG_TABLE_ROWS)
     unfinished_rows = [
-        TaskResult(task_id=str(uuid4()), status=states.PENDING if i % 2 else states.STARTED,
-                   content_type="application/json", content_encoding="utf-8")
+        TaskResult(
+            task_id=str(uuid4()),
+            status=states.PENDING if i % 2 else states.STARTED,
+            content_type="application/json",
+            content_encoding="utf-8",
+        )
         for i in range(BIG_TABLE_ROWS // 10)
     ]
     TaskResult.objects.bulk_create(unfinished_rows, batch_size=500)
@@ -196,4 +217,3 @@ def test_overview_queries_read_through_indexes(
     for sql in unfinished:
         assert TASK_STATE_AGE_INDEX in indexes_used(sql), f"{sql}\n{explain_text(sql)}"
     assert CHORD_AGE_INDEX in indexes_used(chords, CHORD_TABLE), f"{chords}\n{explain_text(chords)}"
-

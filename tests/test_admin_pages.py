@@ -39,9 +39,15 @@ def task(task_id: str | None = None, *, date_done: datetime | None = None, **val
     """A stored task result; the ``auto_now`` dates are set after saving when given."""
     dates = {name: values.pop(name) for name in ("date_created",) if name in values}
     fields: dict[str, Any] = {
-        "task_id": task_id or str(uuid4()), "status": states.SUCCESS, "task_name": "proj.tasks.add",
-        "content_type": "application/json", "content_encoding": "utf-8", "result": "3",
-        "task_args": json.dumps("(1, 2)"), "task_kwargs": json.dumps("{}"), "meta": '{"children": []}',
+        "task_id": task_id or str(uuid4()),
+        "status": states.SUCCESS,
+        "task_name": "proj.tasks.add",
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
+        "result": "3",
+        "task_args": json.dumps("(1, 2)"),
+        "task_kwargs": json.dumps("{}"),
+        "meta": '{"children": []}',
     }
     fields.update(values)
     row = TaskResult.objects.create(**fields)
@@ -68,9 +74,12 @@ def staff(django_user_model: Any) -> Callable[..., Client]:
 
     def login(*codenames: str) -> Client:
         user = django_user_model.objects.create_user(username=f"s-{uuid4().hex[:8]}", is_staff=True)
-        user.user_permissions.set(Permission.objects.filter(
-            content_type__app_label="django_celery_results", codename__in=codenames,
-        ))
+        user.user_permissions.set(
+            Permission.objects.filter(
+                content_type__app_label="django_celery_results",
+                codename__in=codenames,
+            )
+        )
         assert user.user_permissions.count() == len(codenames)
         client = Client()
         client.force_login(user)
@@ -85,8 +94,12 @@ def staff(django_user_model: Any) -> Callable[..., Client]:
 def test_list_shows_state_badges_runtimes_seconds_and_a_copyable_short_id(admin_client: Client) -> None:
     done = timezone.now().replace(microsecond=0) - timedelta(minutes=3)
     row = task(
-        status=states.FAILURE, worker="celery@w1", queue="reports", retries=2,
-        date_started=done - timedelta(seconds=4.5), date_created=done - timedelta(seconds=64.5),
+        status=states.FAILURE,
+        worker="celery@w1",
+        queue="reports",
+        retries=2,
+        date_started=done - timedelta(seconds=4.5),
+        date_created=done - timedelta(seconds=64.5),
         date_done=done,
     )
     text = page(admin_client.get(reverse(f"{TASKS}_changelist")))
@@ -112,7 +125,12 @@ def test_columns_empty_on_the_whole_page_are_not_shown(admin_client: Client) -> 
     task(queue="celery", periodic_task_name="nightly", date_started=timezone.now())
     full = admin_client.get(reverse(f"{TASKS}_changelist")).context["cl"]
     assert list(full.list_display) == [
-        "action_checkbox", "state_and_retries", "task", "date_done_moment", "durations", "worker_and_queue",
+        "action_checkbox",
+        "state_and_retries",
+        "task",
+        "date_done_moment",
+        "durations",
+        "worker_and_queue",
         "periodic_task_name",
     ]
 
@@ -134,11 +152,13 @@ def test_runtime_filter_selects_slow_tasks_of_the_last_day(admin_client: Client)
 def test_task_page_shows_values_durations_and_the_raised_line(admin_client: Client) -> None:
     created = timezone.now() - timedelta(minutes=10)
     row = task(
-        status=states.FAILURE, task_args=json.dumps("(1, 'two')"),
+        status=states.FAILURE,
+        task_args=json.dumps("(1, 'two')"),
         task_kwargs=json.dumps({"deep": [1, {"x": 2}]}),
         result=json.dumps({"exc_type": "ValueError", "exc_message": ["boom"]}),
         traceback='Traceback (most recent call last):\n  File "t.py", line 1\nValueError: boom\n',
-        date_created=created, date_started=created + timedelta(seconds=30),
+        date_created=created,
+        date_started=created + timedelta(seconds=30),
     )
     TaskResult.objects.filter(pk=row.pk).update(date_done=created + timedelta(seconds=90))
     text = page(admin_client.get(reverse(f"{TASKS}_change", args=[row.pk])))
@@ -156,12 +176,21 @@ def test_task_page_shows_values_durations_and_the_raised_line(admin_client: Clie
 def test_task_page_links_children_and_groups_through_by_id_pages(admin_client: Client) -> None:
     child, member = task(), task()
     group = GroupResult.objects.create(
-        group_id="g-1", content_type="application/json", content_encoding="utf-8",
+        group_id="g-1",
+        content_type="application/json",
+        content_encoding="utf-8",
         result=json.dumps([["g-1", None], [[[member.task_id, None], None]]]),
     )
-    parent = task(meta=json.dumps({"children": [
-        [[child.task_id, None], None], [["g-1", None], [[[member.task_id, None], None]]],
-    ]}))
+    parent = task(
+        meta=json.dumps(
+            {
+                "children": [
+                    [[child.task_id, None], None],
+                    [["g-1", None], [[[member.task_id, None], None]]],
+                ]
+            }
+        )
+    )
     text = page(admin_client.get(reverse(f"{TASKS}_change", args=[parent.pk])))
     child_link = reverse(f"{TASKS}_by_id", args=[child.task_id])
     group_link = reverse(f"{GROUPS}_by_id", args=["g-1"])
@@ -173,12 +202,14 @@ def test_task_page_links_children_and_groups_through_by_id_pages(admin_client: C
 
 
 def test_task_page_links_its_sender_its_group_and_the_chord_still_waiting(
-    admin_client: Client, backend: Any,
+    admin_client: Client,
+    backend: Any,
 ) -> None:
     """What Celery's request says (``group``, ``parent_id``) is stored by the backend, then followed."""
     sender, member = task(), str(uuid4())
-    backend.store_result(member, 3, states.SUCCESS,
-                         request=Context(id=member, group="g-lineage", parent_id=sender.task_id))
+    backend.store_result(
+        member, 3, states.SUCCESS, request=Context(id=member, group="g-lineage", parent_id=sender.task_id)
+    )
     row = TaskResult.objects.get(task_id=member)
     counter = ChordCounter.objects.create(group_id="g-lineage", sub_tasks="[]", count=2)
     url = reverse(f"{TASKS}_change", args=[row.pk])
@@ -190,7 +221,8 @@ def test_task_page_links_its_sender_its_group_and_the_chord_still_waiting(
 
     ChordCounter.objects.filter(pk=counter.pk).update(count=0)  # completed, kept until cleanup()
     assert f'href="{reverse(f"{CHORDS}_change", args=[counter.pk])}">every part done</a>' in page(
-        admin_client.get(url))
+        admin_client.get(url)
+    )
     counter.delete()  # cleaned up: the group is still linked, no chord is
     text = page(admin_client.get(url))
     assert f'href="{reverse(f"{GROUPS}_by_id", args=["g-lineage"])}"' in text
@@ -207,7 +239,9 @@ def test_group_page_lists_members_with_progress(admin_client: Client) -> None:
     never_stored = str(uuid4())
     members = [[[m, None], None] for m in (ok.task_id, failed.task_id, running.task_id, never_stored)]
     group = GroupResult.objects.create(
-        group_id="g-2", content_type="application/json", content_encoding="utf-8",
+        group_id="g-2",
+        content_type="application/json",
+        content_encoding="utf-8",
         result=json.dumps([["g-2", None], members]),
     )
     text = page(admin_client.get(reverse(f"{GROUPS}_change", args=[group.pk])))
@@ -221,19 +255,24 @@ def test_group_page_lists_members_with_progress(admin_client: Client) -> None:
 
 @pytest.mark.parametrize(("members", "reads"), [(3, 1), (500, 1), (501, 2)])
 def test_a_group_page_reads_member_states_500_ids_at_a_time(
-    admin_client: Client, members: int, reads: int,
+    admin_client: Client,
+    members: int,
+    reads: int,
 ) -> None:
     ids = [str(uuid4()) for _ in range(members)]
     TaskResult.objects.bulk_create(
         [
-            TaskResult(task_id=i, status=states.SUCCESS, content_type="application/json",
-                       content_encoding="utf-8")
+            TaskResult(
+                task_id=i, status=states.SUCCESS, content_type="application/json", content_encoding="utf-8"
+            )
             for i in ids
         ],
         batch_size=250,
     )
     group = GroupResult.objects.create(
-        group_id="g-many", content_type="application/json", content_encoding="utf-8",
+        group_id="g-many",
+        content_type="application/json",
+        content_encoding="utf-8",
         result=json.dumps([["g-many", None], [[[i, None], None] for i in ids]]),
     )
     with CaptureQueriesContext(connection) as captured:
@@ -244,12 +283,15 @@ def test_a_group_page_reads_member_states_500_ids_at_a_time(
 
 
 def test_chord_counters_are_read_only_and_stuck_ones_filterable(
-    admin_client: Client, allow_edits: Any,
+    admin_client: Client,
+    allow_edits: Any,
 ) -> None:
     allow_edits(True)
     fresh = ChordCounter.objects.create(group_id="fresh", sub_tasks="[]", count=3)
     stuck = ChordCounter.objects.create(
-        group_id="stuck", sub_tasks=json.dumps([[["part-1", None], None]]), count=1,
+        group_id="stuck",
+        sub_tasks=json.dumps([[["part-1", None], None]]),
+        count=1,
     )
     # A chord that completed two days ago: its counter stays at zero until cleanup(), not stuck.
     done = ChordCounter.objects.create(group_id="done", sub_tasks="[]", count=0)
@@ -280,8 +322,13 @@ LIMITS = (1024, 1024)
 
 
 def stored(args: str | None, kwargs: str | None = '"{}"', **values: Any) -> TaskResult:
-    fields = {"task_id": "t", "task_name": "proj.add", "content_type": "application/json",
-              "content_encoding": "utf-8", **values}
+    fields = {
+        "task_id": "t",
+        "task_name": "proj.add",
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
+        **values,
+    }
     return TaskResult(task_args=args, task_kwargs=kwargs, **fields)
 
 
@@ -333,13 +380,15 @@ def actions(client: Client) -> set[str]:
 
 def act(client: Client, action: str, *rows: TaskResult) -> Any:
     return client.post(
-        reverse(f"{TASKS}_changelist"), {"action": action, "_selected_action": [r.pk for r in rows]},
+        reverse(f"{TASKS}_changelist"),
+        {"action": action, "_selected_action": [r.pk for r in rows]},
         follow=True,
     )
 
 
 def test_rerun_sends_the_same_call_under_a_new_id_and_refuses_the_rest(
-    staff: Any, memory_app: Celery,
+    staff: Any,
+    memory_app: Celery,
 ) -> None:
     exact = task(task_name="proj.mul", task_args=json.dumps("(6, 7)"), task_kwargs=json.dumps("{'z': [1]}"))
     masked = task(task_args=json.dumps("(<secret>,)"))
@@ -359,7 +408,9 @@ def test_rerun_sends_the_same_call_under_a_new_id_and_refuses_the_rest(
 
 
 def test_forget_needs_edits_allowed_and_removes_through_the_backend(
-    staff: Any, memory_app: Celery, allow_edits: Any,
+    staff: Any,
+    memory_app: Celery,
+    allow_edits: Any,
 ) -> None:
     keep, gone = task(), task()
     cleaner = staff("view_taskresult", "delete_taskresult")
@@ -374,30 +425,52 @@ def test_forget_needs_edits_allowed_and_removes_through_the_backend(
 
 def test_markup_stored_in_every_field_is_inert_on_every_page(admin_client: Client) -> None:
     markup = {
-        "task_id": f"id-{XSS}", "task_name": XSS, "periodic_task_name": XSS, "worker": XSS, "queue": XSS,
-        "status": XSS, "result": json.dumps([XSS]), "traceback": f"Traceback\n{XSS}",
-        "task_args": json.dumps(f"('{XSS}',)"), "task_kwargs": json.dumps({"k": XSS}),
-        "meta": json.dumps({"children": [[[XSS, None], None]], "note": XSS, "group_id": f"c-{XSS}",
-                            "parent_id": XSS}),
-        "content_type": "application/json", "content_encoding": "utf-8",
+        "task_id": f"id-{XSS}",
+        "task_name": XSS,
+        "periodic_task_name": XSS,
+        "worker": XSS,
+        "queue": XSS,
+        "status": XSS,
+        "result": json.dumps([XSS]),
+        "traceback": f"Traceback\n{XSS}",
+        "task_args": json.dumps(f"('{XSS}',)"),
+        "task_kwargs": json.dumps({"k": XSS}),
+        "meta": json.dumps(
+            {"children": [[[XSS, None], None]], "note": XSS, "group_id": f"c-{XSS}", "parent_id": XSS}
+        ),
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
     }
     row = task(**markup, date_started=ago(minutes=2), date_created=ago(minutes=3))
     TaskResult.objects.filter(pk=row.pk).update(date_done=ago(minutes=1))
     group = GroupResult.objects.create(
-        group_id=f"g-{XSS}", content_type="application/json", content_encoding="utf-8",
+        group_id=f"g-{XSS}",
+        content_type="application/json",
+        content_encoding="utf-8",
         result=json.dumps([[f"g-{XSS}", None], [[[row.task_id, None], None]]]),
     )
     chord = ChordCounter.objects.create(
-        group_id=f"c-{XSS}", sub_tasks=json.dumps([[[row.task_id, None], None]]), count=1,
+        group_id=f"c-{XSS}",
+        sub_tasks=json.dumps([[[row.task_id, None], None]]),
+        count=1,
     )
     ChordCounter.objects.filter(pk=chord.pk).update(date_created=ago(days=1))
-    TaskResult.objects.create(task_id=f"p-{XSS}", task_name=XSS, status=states.PENDING,
-                              content_type="application/json", content_encoding="utf-8")
+    TaskResult.objects.create(
+        task_id=f"p-{XSS}",
+        task_name=XSS,
+        status=states.PENDING,
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
     urls = [
-        reverse(f"{TASKS}_changelist"), reverse(f"{TASKS}_changelist") + "?q=script",
-        reverse(f"{TASKS}_change", args=[row.pk]), reverse(f"{GROUPS}_changelist"),
-        reverse(f"{GROUPS}_change", args=[group.pk]), reverse(f"{CHORDS}_changelist"),
-        reverse(f"{CHORDS}_change", args=[chord.pk]), reverse(f"{TASKS}_overview"),
+        reverse(f"{TASKS}_changelist"),
+        reverse(f"{TASKS}_changelist") + "?q=script",
+        reverse(f"{TASKS}_change", args=[row.pk]),
+        reverse(f"{GROUPS}_changelist"),
+        reverse(f"{GROUPS}_change", args=[group.pk]),
+        reverse(f"{CHORDS}_changelist"),
+        reverse(f"{CHORDS}_change", args=[chord.pk]),
+        reverse(f"{TASKS}_overview"),
     ]
     for url in urls:
         text = page(admin_client.get(url))

@@ -31,8 +31,10 @@ SERIALIZERS = {
 }
 
 
-@pytest.fixture(params=[(s, e) for s in SERIALIZERS for e in (True, False)],
-                ids=lambda p: f"{p[0]}-{'extended' if p[1] else 'plain'}")
+@pytest.fixture(
+    params=[(s, e) for s in SERIALIZERS for e in (True, False)],
+    ids=lambda p: f"{p[0]}-{'extended' if p[1] else 'plain'}",
+)
 def configured(request: Any, celery_app_factory: Any) -> Any:
     serializer, extended = request.param
     return celery_app_factory(result_extended=extended, **SERIALIZERS[serializer])
@@ -40,15 +42,31 @@ def configured(request: Any, celery_app_factory: Any) -> Any:
 
 def make_request(task_id: str, **extra: Any) -> Context:
     fields = {
-        "id": task_id, "task": "proj.tasks.add", "args": [2, 3], "kwargs": {"z": 1},
-        "argsrepr": "(2, 3)", "kwargsrepr": "{'z': 1}", "hostname": "celery@worker1",
-        "delivery_info": {"routing_key": "celery"}, "retries": 0,
+        "id": task_id,
+        "task": "proj.tasks.add",
+        "args": [2, 3],
+        "kwargs": {"z": 1},
+        "argsrepr": "(2, 3)",
+        "kwargsrepr": "{'z': 1}",
+        "hostname": "celery@worker1",
+        "delivery_info": {"routing_key": "celery"},
+        "retries": 0,
     }
     return Context({**fields, **extra})
 
 
-@pytest.mark.parametrize("state", [states.PENDING, states.RECEIVED, states.STARTED, states.RETRY,
-                                   states.SUCCESS, states.REVOKED, "PROGRESS"])
+@pytest.mark.parametrize(
+    "state",
+    [
+        states.PENDING,
+        states.RECEIVED,
+        states.STARTED,
+        states.RETRY,
+        states.SUCCESS,
+        states.REVOKED,
+        "PROGRESS",
+    ],
+)
 def test_every_state_is_stored_and_read_back(configured: Any, state: str) -> None:
     backend = configured.backend
     task_id = celery_uuid()
@@ -80,8 +98,9 @@ def test_every_state_is_stored_and_read_back(configured: Any, state: str) -> Non
 def test_failure_keeps_exception_and_traceback_without_result_extended(configured: Any) -> None:
     backend = configured.backend
     task_id = celery_uuid()
-    backend.mark_as_failure(task_id, KeyError("missing"), traceback="Traceback: boom",
-                            request=make_request(task_id))
+    backend.mark_as_failure(
+        task_id, KeyError("missing"), traceback="Traceback: boom", request=make_request(task_id)
+    )
     result = AsyncResult(task_id, backend=backend)
     assert result.state == states.FAILURE
     assert isinstance(result.result, KeyError)
@@ -103,8 +122,9 @@ def test_pickle_rows_are_binary_base64(celery_app_factory: Any) -> None:
 
 
 def test_store_result_accepts_celery_keyword_names(backend: DatabaseBackend) -> None:
-    backend.store_result(task_id="kw", result=7, state=states.SUCCESS, traceback=None,
-                         request=make_request("kw"))
+    backend.store_result(
+        task_id="kw", result=7, state=states.SUCCESS, traceback=None, request=make_request("kw")
+    )
     assert backend.get_task_meta(task_id="kw", cache=False)["result"] == 7
 
 
@@ -231,13 +251,15 @@ def test_cleanup_keeps_everything_when_results_never_expire(celery_app_factory: 
 
 # -- chords -------------------------------------------------------------------
 
+
 def _chord_parts(app: Any, size: int) -> tuple[str, list[AsyncResult]]:
     group_id = celery_uuid()
     return group_id, [AsyncResult(celery_uuid(), app=app) for _ in range(size)]
 
 
-def _finish_part(app: Any, group_id: str, part: AsyncResult, callback: Any, state: str = states.SUCCESS,
-                 value: Any = 1) -> None:
+def _finish_part(
+    app: Any, group_id: str, part: AsyncResult, callback: Any, state: str = states.SUCCESS, value: Any = 1
+) -> None:
     request = Context(id=part.id, group=group_id, chord=callback, task="proj.part", delivery_info={})
     if state == states.SUCCESS:
         app.backend.mark_as_done(part.id, value, request=request)
@@ -392,7 +414,9 @@ def test_a_non_final_part_is_one_statement(app: Any) -> None:
     app.backend.apply_chord((group_id, parts), callback)
     with CaptureQueriesContext(connection) as queries:
         app.backend.on_chord_part_return(
-            Context(id=parts[0].id, group=group_id, chord=callback), states.SUCCESS, 1,
+            Context(id=parts[0].id, group=group_id, chord=callback),
+            states.SUCCESS,
+            1,
         )
     # One statement on PostgreSQL; a short transaction elsewhere (tests/test_structure.py).
     from tests.test_structure import STATEMENTS_PER_PART
@@ -414,8 +438,7 @@ def test_add_to_chord_waits_for_one_more_part(app: Any) -> None:
 
 def test_nul_characters_are_stored_and_read_back_unchanged(backend: DatabaseBackend) -> None:
     request = make_request("nul", argsrepr="('a\x00b',)", kwargsrepr="{'k': '\x00'}")
-    backend.store_result("nul", {"text": "x\x00y"}, states.SUCCESS,
-                         traceback="line\x00two", request=request)
+    backend.store_result("nul", {"text": "x\x00y"}, states.SUCCESS, traceback="line\x00two", request=request)
     meta = backend.get_task_meta("nul", cache=False)
     assert meta["result"] == {"text": "x\x00y"}
     assert meta["traceback"] == "line\x00two"

@@ -64,7 +64,8 @@ def test_a_host_name_longer_than_the_worker_column_costs_no_result(tmp_path: Pat
         shortened = hostname[: WORKER_LIMIT - 1] + ELLIPSIS
         rows = TaskResult.objects.filter(task_id__in=[done.id, failed.id, joined.id])
         assert {(row.worker, row.status) for row in rows} == {
-            (shortened, states.SUCCESS), (shortened, states.FAILURE),
+            (shortened, states.SUCCESS),
+            (shortened, states.FAILURE),
         }
         assert rows.count() == 3
         # One warning per process that shortened a value: at most one per pool process.

@@ -42,12 +42,14 @@ def test_json_by_default_not_pickle(celery_app_factory: Any) -> None:
 
 
 def test_pickle_only_when_accepted(celery_app_factory: Any) -> None:
-    writer = celery_app_factory("django-cache", result_serializer="pickle",
-                                accept_content=["pickle", "json"]).backend
+    writer = celery_app_factory(
+        "django-cache", result_serializer="pickle", accept_content=["pickle", "json"]
+    ).backend
     writer.mark_as_done("p", {b"bytes"})
     assert writer.get_task_meta("p", cache=False)["result"] == {b"bytes"}
-    reader = celery_app_factory("django-cache", result_serializer="pickle",
-                                accept_content=["json"], result_accept_content=["json"]).backend
+    reader = celery_app_factory(
+        "django-cache", result_serializer="pickle", accept_content=["json"], result_accept_content=["json"]
+    ).backend
     with pytest.raises(ContentDisallowed):
         reader.get_task_meta("p", cache=False)
 

@@ -81,9 +81,13 @@ def test_w001_only_for_the_alias_results_are_read_from() -> None:
 @pytest.mark.django_db(databases=["default", "repeatable"])
 def test_other_apps_checks_do_not_run_ours() -> None:
     with routed(read="repeatable"):
-        assert check_results_databases(
-            app_configs=[apps.get_app_config("auth")], databases=["repeatable"],
-        ) == []
+        assert (
+            check_results_databases(
+                app_configs=[apps.get_app_config("auth")],
+                databases=["repeatable"],
+            )
+            == []
+        )
 
 
 @pytest.mark.django_db(databases=["default", "repeatable"])
@@ -99,7 +103,12 @@ def test_checks_run_before_migrate() -> None:
     out, err = StringIO(), StringIO()
     with routed(read="repeatable"):
         call_command(
-            "migrate", database="repeatable", plan=True, skip_checks=False, stdout=out, stderr=err,
+            "migrate",
+            database="repeatable",
+            plan=True,
+            skip_checks=False,
+            stdout=out,
+            stderr=err,
         )
     assert ("django_celery_results.W001" in err.getvalue()) == (ENGINE in SNAPSHOT_ENGINES)
 
@@ -169,7 +178,11 @@ def test_unreachable_server_gives_an_info_not_a_crash(unreachable_alias: str) ->
     ],
 )
 def test_max_key_bytes(
-    storage_engine: str, row_format: str, page_size: int, large_prefix: bool | None, limit: int | None,
+    storage_engine: str,
+    row_format: str,
+    page_size: int,
+    large_prefix: bool | None,
+    limit: int | None,
 ) -> None:
     assert engines.max_key_bytes(storage_engine, row_format, page_size, large_prefix) == limit
 
@@ -230,7 +243,9 @@ def test_w002_names_the_fixed_length_periodic_task_name() -> None:
     ],
 )
 def test_w002_decision_with_the_models(
-    limits: engines.KeyLimits | None, warns: bool, fits: int | None,
+    limits: engines.KeyLimits | None,
+    warns: bool,
+    fits: int | None,
 ) -> None:
     # The test settings keep the default length, 255.
     assert ID_MAX_LENGTH == 255

@@ -35,8 +35,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Ids the LIKE-based counting lost: separators, wildcards, case and trailing-space look-alikes.
 AWKWARD_IDS = [
-    "a|b", "|lead", "trail|", "||", "50%", "%", "a_b", "_", "Case", "case", "CASE", "abc", "abc ",
-    "back\\slash", "quote'", "ünïcode",
+    "a|b",
+    "|lead",
+    "trail|",
+    "||",
+    "50%",
+    "%",
+    "a_b",
+    "_",
+    "Case",
+    "case",
+    "CASE",
+    "abc",
+    "abc ",
+    "back\\slash",
+    "quote'",
+    "ünïcode",
 ]
 
 counters = ChordCounter.objects
@@ -57,7 +71,9 @@ def callbacks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     fired: list[str] = []
     monkeypatch.setattr(
-        database, "fire_callback", lambda app, callback, counter: fired.append(counter.group_id),
+        database,
+        "fire_callback",
+        lambda app, callback, counter: fired.append(counter.group_id),
     )
     return fired
 
@@ -120,7 +136,9 @@ def test_resize_counts_the_parts_already_counted() -> None:
     assert counters.get(group_id=group_id).count == 0
     counters.resize(group_id, 4)
     assert [counters.part_done(group_id, p) for p in ("p2", "p3", "p4")] == [
-        PartOutcome.ALREADY, PartOutcome.COUNTED, PartOutcome.LAST,
+        PartOutcome.ALREADY,
+        PartOutcome.COUNTED,
+        PartOutcome.LAST,
     ]
 
 
@@ -223,10 +241,14 @@ def test_part_lookups_go_through_the_unique_index(planner_prefers_indexes: None)
 
 
 def test_processes_finishing_awkward_parts_with_duplicates_fire_once(tmp_path: Path) -> None:
-    app = make_app(broker_url="filesystem://", broker_transport_options={
-        "data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
-        "control_folder": str(tmp_path / "control"),
-    })
+    app = make_app(
+        broker_url="filesystem://",
+        broker_transport_options={
+            "data_folder_in": str(tmp_path),
+            "data_folder_out": str(tmp_path),
+            "control_folder": str(tmp_path / "control"),
+        },
+    )
     group_id = new_id()
     # Look-alikes differing in case and holding LIKE's wildcards and the old separator.
     parts = [f"{stem}-{index}" for index in range(60) for stem in ("Part|%", "part|%", "PART_x")]

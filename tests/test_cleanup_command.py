@@ -52,16 +52,28 @@ FRESH = timedelta(minutes=10)
 # -- rows -------------------------------------------------------------------------------------
 
 
-def add_tasks(prefix: str, count: int, age: timedelta, status: str = states.SUCCESS,
-              task_name: str | None = "tests.add", chunk: int = 2000) -> list[str]:
+def add_tasks(
+    prefix: str,
+    count: int,
+    age: timedelta,
+    status: str = states.SUCCESS,
+    task_name: str | None = "tests.add",
+    chunk: int = 2000,
+) -> list[str]:
     """``count`` task results ``age`` old (a second older per chunk), ids ``<prefix>:<n>``."""
     ids = [f"{prefix}:{n}" for n in range(count)]
     for start in range(0, count, chunk):
-        part = ids[start:start + chunk]
+        part = ids[start : start + chunk]
         with transaction.atomic():
             TaskResult.objects.bulk_create(
-                TaskResult(task_id=task_id, status=status, task_name=task_name, result="1",
-                           content_type="application/json", content_encoding="utf-8")
+                TaskResult(
+                    task_id=task_id,
+                    status=status,
+                    task_name=task_name,
+                    result="1",
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                )
                 for task_id in part
             )
             TaskResult.objects.filter(task_id__in=part).update(
@@ -119,8 +131,11 @@ def remaining() -> dict[str, set[str]]:
 
 def fresh_only(rows: dict[str, list[str]]) -> dict[str, set[str]]:
     """What a cleanup of the mixed data set older than a day leaves."""
-    return {"tasks": set(rows["fresh"]), "groups": set(rows["fresh-groups"]),
-            "counters": set(rows["fresh-counters"])}
+    return {
+        "tasks": set(rows["fresh"]),
+        "groups": set(rows["fresh-groups"]),
+        "counters": set(rows["fresh-counters"]),
+    }
 
 
 def run(*args: str, **options: Any) -> str:
@@ -164,28 +179,54 @@ def deletes(captured: CaptureQueriesContext) -> list[str]:
 # -- durations ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("90s", timedelta(seconds=90)), ("30m", timedelta(minutes=30)), ("12h", timedelta(hours=12)),
-    ("7d", timedelta(days=7)), ("2w", timedelta(weeks=2)), ("1d12h", timedelta(days=1, hours=12)),
-    (" 7d ", timedelta(days=7)), ("0s", timedelta(0)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("12h", timedelta(hours=12)),
+        ("7d", timedelta(days=7)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        (" 7d ", timedelta(days=7)),
+        ("0s", timedelta(0)),
+    ],
+)
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_age(text) == expected
 
 
-@pytest.mark.parametrize(("age", "text"), [
-    (timedelta(days=7), "7 days"), (timedelta(days=1, hours=12), "1 day 12 hours"),
-    (timedelta(seconds=90), "1 minute 30 seconds"), (timedelta(0), "0 seconds"),
-    (timedelta(seconds=1.5), "1.5 seconds"),
-])
+@pytest.mark.parametrize(
+    ("age", "text"),
+    [
+        (timedelta(days=7), "7 days"),
+        (timedelta(days=1, hours=12), "1 day 12 hours"),
+        (timedelta(seconds=90), "1 minute 30 seconds"),
+        (timedelta(0), "0 seconds"),
+        (timedelta(seconds=1.5), "1.5 seconds"),
+    ],
+)
 def test_ages_in_words(age: timedelta, text: str) -> None:
     assert describe_age(age) == text
 
 
 @db
-@pytest.mark.parametrize("text", [
-    "7", "7x", "d", "-1d", "1.5d", "7 days", "7D", "1h1d", "", "99999999999d", "999999d",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "7",
+        "7x",
+        "d",
+        "-1d",
+        "1.5d",
+        "7 days",
+        "7D",
+        "1h1d",
+        "",
+        "99999999999d",
+        "999999d",
+    ],
+)
 def test_a_bad_duration_is_a_command_error(text: str) -> None:
     add_tasks("old", 1, OLD)
     with pytest.raises(CommandError, match="Invalid --older-than"):
@@ -214,8 +255,11 @@ def test_a_batch_size_out_of_range_is_refused_before_any_query(size: str) -> Non
 def test_a_batch_size_setting_out_of_range_is_refused_by_name(setting: Any, shown: str) -> None:
     add_tasks("old", 3, OLD)
 
-    with override_settings(DJANGO_CELERY_RESULTS={"CLEANUP_BATCH_SIZE": setting}), \
-            CaptureQueriesContext(connection) as captured, pytest.raises(CommandError) as raised:
+    with (
+        override_settings(DJANGO_CELERY_RESULTS={"CLEANUP_BATCH_SIZE": setting}),
+        CaptureQueriesContext(connection) as captured,
+        pytest.raises(CommandError) as raised,
+    ):
         run("--older-than=1d")
 
     setting_name = 'DJANGO_CELERY_RESULTS["CLEANUP_BATCH_SIZE"]'
@@ -282,14 +326,27 @@ def test_the_boundary_is_the_age() -> None:
 
 
 @db
-@pytest.mark.parametrize(("args", "gone", "filters"), [
-    (["--status=FAILURE", "--status=STARTED"], ["old-failed", "old-started"], "status FAILURE or STARTED"),
-    (["--task-name=tests.mul"], ["old-mul", "old-started"], "task name tests.mul"),
-    (["--task-name=tests.add", "--status=FAILURE"], ["old-failed"], "status FAILURE; task name tests.add"),
-    (["--task-name=tests.none"], [], "task name tests.none"),
-])
+@pytest.mark.parametrize(
+    ("args", "gone", "filters"),
+    [
+        (
+            ["--status=FAILURE", "--status=STARTED"],
+            ["old-failed", "old-started"],
+            "status FAILURE or STARTED",
+        ),
+        (["--task-name=tests.mul"], ["old-mul", "old-started"], "task name tests.mul"),
+        (
+            ["--task-name=tests.add", "--status=FAILURE"],
+            ["old-failed"],
+            "status FAILURE; task name tests.add",
+        ),
+        (["--task-name=tests.none"], [], "task name tests.none"),
+    ],
+)
 def test_filters_select_task_results_and_keep_groups_and_counters(
-    args: list[str], gone: list[str], filters: str,
+    args: list[str],
+    gone: list[str],
+    filters: str,
 ) -> None:
     rows = mixed()
     before = remaining()
@@ -308,16 +365,19 @@ def test_filters_select_task_results_and_keep_groups_and_counters(
 
 
 @db
-@pytest.mark.parametrize(("args", "groups_go", "counters_go"), [
-    ([], True, True),
-    (["--no-include-groups"], False, True),
-    (["--no-include-chords"], True, False),
-    (["--no-include-groups", "--no-include-chords"], False, False),
-    (["--status=FAILURE"], False, False),
-    (["--status=FAILURE", "--include-groups"], True, False),
-    (["--task-name=tests.add", "--include-chords"], False, True),
-    (["--task-name=tests.add", "--include-groups", "--include-chords"], True, True),
-])
+@pytest.mark.parametrize(
+    ("args", "groups_go", "counters_go"),
+    [
+        ([], True, True),
+        (["--no-include-groups"], False, True),
+        (["--no-include-chords"], True, False),
+        (["--no-include-groups", "--no-include-chords"], False, False),
+        (["--status=FAILURE"], False, False),
+        (["--status=FAILURE", "--include-groups"], True, False),
+        (["--task-name=tests.add", "--include-chords"], False, True),
+        (["--task-name=tests.add", "--include-groups", "--include-chords"], True, True),
+    ],
+)
 def test_groups_and_chords_flags(args: list[str], groups_go: bool, counters_go: bool) -> None:
     rows = mixed()
 
@@ -340,10 +400,15 @@ def test_flags_also_work_as_call_command_keywords() -> None:
 
 
 @db
-@pytest.mark.parametrize(("args", "stored"), [
-    (["--status=SUCCESS"], "success"), (["--status=SUCCESS "], states.SUCCESS),
-    (["--task-name=TESTS.ADD"], states.SUCCESS), (["--task-name=tests.add "], states.SUCCESS),
-])
+@pytest.mark.parametrize(
+    ("args", "stored"),
+    [
+        (["--status=SUCCESS"], "success"),
+        (["--status=SUCCESS "], states.SUCCESS),
+        (["--task-name=TESTS.ADD"], states.SUCCESS),
+        (["--task-name=tests.add "], states.SUCCESS),
+    ],
+)
 def test_filters_are_exact_on_every_engine(args: list[str], stored: str) -> None:
     """MySQL's default collations ignore case and trailing spaces; the filters do not."""
     add_tasks("old", 2, OLD, status=stored)
@@ -357,18 +422,33 @@ CUSTOM_STATES_HINT = "a custom state is accepted when written in upper case."
 
 
 @db
-@pytest.mark.parametrize(("state", "message"), [
-    ("success", "Unknown --status 'success': states are case-sensitive. Did you mean --status SUCCESS?"),
-    ("Failure", "Unknown --status 'Failure': states are case-sensitive. Did you mean --status FAILURE?"),
-    ("sucess", "Unknown --status 'sucess': did you mean SUCCESS? "
-               "(A custom state is accepted when written in upper case.)"),
-    ("success ", "Unknown --status 'success ': did you mean SUCCESS? "
-                 "(A custom state is accepted when written in upper case.)"),
-    ("progress", "Unknown --status 'progress': Celery's states are FAILURE, PENDING, RECEIVED, RETRY, "
-                 f"REVOKED, STARTED, SUCCESS; {CUSTOM_STATES_HINT}"),
-    ("", "Unknown --status '': Celery's states are FAILURE, PENDING, RECEIVED, RETRY, "
-         f"REVOKED, STARTED, SUCCESS; {CUSTOM_STATES_HINT}"),
-])
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ("success", "Unknown --status 'success': states are case-sensitive. Did you mean --status SUCCESS?"),
+        ("Failure", "Unknown --status 'Failure': states are case-sensitive. Did you mean --status FAILURE?"),
+        (
+            "sucess",
+            "Unknown --status 'sucess': did you mean SUCCESS? "
+            "(A custom state is accepted when written in upper case.)",
+        ),
+        (
+            "success ",
+            "Unknown --status 'success ': did you mean SUCCESS? "
+            "(A custom state is accepted when written in upper case.)",
+        ),
+        (
+            "progress",
+            "Unknown --status 'progress': Celery's states are FAILURE, PENDING, RECEIVED, RETRY, "
+            f"REVOKED, STARTED, SUCCESS; {CUSTOM_STATES_HINT}",
+        ),
+        (
+            "",
+            "Unknown --status '': Celery's states are FAILURE, PENDING, RECEIVED, RETRY, "
+            f"REVOKED, STARTED, SUCCESS; {CUSTOM_STATES_HINT}",
+        ),
+    ],
+)
 def test_a_state_not_in_upper_case_is_refused_with_a_suggestion(state: str, message: str) -> None:
     add_tasks("old", 2, OLD, status=states.SUCCESS)
     add_tasks("old-lower", 1, OLD, status=state)  # even stored so, it is not selectable
@@ -479,10 +559,18 @@ NEGATIVE_AGE = (
 
 
 @db
-@pytest.mark.parametrize("args", [
-    ["--older-than", "-5"], ["--older-than", "-5d"], ["--older-than", "-1d12h"], ["--older-than", "-.5d"],
-    ["--older", "-2w"], ["--older-than=-5d"], ["--dry-run", "--older-than", "-5d"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--older-than", "-5"],
+        ["--older-than", "-5d"],
+        ["--older-than", "-1d12h"],
+        ["--older-than", "-.5d"],
+        ["--older", "-2w"],
+        ["--older-than=-5d"],
+        ["--dry-run", "--older-than", "-5d"],
+    ],
+)
 def test_a_negative_age_gets_the_commands_own_error(args: list[str]) -> None:
     add_tasks("old", 2, OLD)
     assert refused(*args) == NEGATIVE_AGE.format(text=args[-1].removeprefix("--older-than="))
@@ -569,8 +657,12 @@ def test_dry_run_breakdown_follows_the_filters() -> None:
     out = run("--older-than=1d", "--dry-run", "--status=FAILURE", "--status=STARTED")
     assert summary(out).splitlines()[-7:] == [
         "Would delete 6 task results (status FAILURE or STARTED) older than 1 day (? s).",
-        "Task results by state:", "  4  FAILURE", "  2  STARTED",
-        "Task results by task name:", "  4  tests.add", "  2  tests.mul",
+        "Task results by state:",
+        "  4  FAILURE",
+        "  2  STARTED",
+        "Task results by task name:",
+        "  4  tests.add",
+        "  2  tests.mul",
     ]
 
 
@@ -588,14 +680,17 @@ def test_no_breakdown_when_nothing_would_go_or_quiet(args: list[str], verbosity:
 
 
 @db
-@pytest.mark.parametrize(("args", "options", "statements"), [
-    (["--batch-size=7"], {}, 4),
-    ([], {"CLEANUP_BATCH_SIZE": 10}, 3),
-    ([], {}, 1),
-    # A batch as large as the rows left cannot tell it was the last: one more, empty, follows.
-    (["--batch-size=25"], {}, 2),
-    (["--batch-size=1"], {}, 26),
-])
+@pytest.mark.parametrize(
+    ("args", "options", "statements"),
+    [
+        (["--batch-size=7"], {}, 4),
+        ([], {"CLEANUP_BATCH_SIZE": 10}, 3),
+        ([], {}, 1),
+        # A batch as large as the rows left cannot tell it was the last: one more, empty, follows.
+        (["--batch-size=25"], {}, 2),
+        (["--batch-size=1"], {}, 26),
+    ],
+)
 def test_batch_size_is_honoured(args: list[str], options: dict[str, int], statements: int) -> None:
     add_tasks("old", 25, OLD)
     kept = add_tasks("fresh", 3, FRESH)
@@ -733,7 +828,8 @@ def test_celery_default_is_one_day(current_app: Callable[..., Celery]) -> None:
 @db
 @pytest.mark.parametrize("expires", [None, 0])
 def test_results_that_never_expire_need_an_explicit_age(
-    current_app: Callable[..., Celery], expires: int | None,
+    current_app: Callable[..., Celery],
+    expires: int | None,
 ) -> None:
     current_app(result_expires=expires)
     add_tasks("ancient", 1, timedelta(days=3650))
@@ -756,8 +852,10 @@ def test_an_unknown_database_is_refused() -> None:
 def test_deletes_on_the_write_alias_never_the_replica() -> None:
     kept = add_tasks("fresh", 1, FRESH)
     add_tasks("old", 3, OLD)
-    with override_settings(DATABASE_ROUTERS=[ResultsRouter(read="replica", write="default")]), \
-            CaptureQueriesContext(connections["replica"]) as on_replica:
+    with (
+        override_settings(DATABASE_ROUTERS=[ResultsRouter(read="replica", write="default")]),
+        CaptureQueriesContext(connections["replica"]) as on_replica,
+    ):
         out = run("--older-than=1d")
         with pytest.raises(CommandError, match="read replica is not cleaned"):
             run("--older-than=1d", "--database=replica")
@@ -769,8 +867,10 @@ def test_deletes_on_the_write_alias_never_the_replica() -> None:
 
 @db
 def test_a_database_without_the_tables_is_refused() -> None:
-    with override_settings(DATABASE_ROUTERS=[ResultsRouter(tables=("other",))]), \
-            pytest.raises(CommandError, match="keep the task results table out of it"):
+    with (
+        override_settings(DATABASE_ROUTERS=[ResultsRouter(tables=("other",))]),
+        pytest.raises(CommandError, match="keep the task results table out of it"),
+    ):
         run("--older-than=1d", "--database=default")
 
 
@@ -909,8 +1009,13 @@ def cleanup_process(*args: str, stop: str | None = None) -> subprocess.Completed
     if stop:
         env["DCR_CLEANUP_SIGNAL"] = stop
     return subprocess.run(
-        [sys.executable, "-c", RUNNER, *args], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-c", RUNNER, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -937,13 +1042,18 @@ def test_process_exits_non_zero_on_a_bad_duration() -> None:
 
 
 @db
-@pytest.mark.parametrize(("args", "message"), [
-    (["--older-than", "-5d"], NEGATIVE_AGE.format(text="-5d")),
-    (["--older-than=1d", "--batch-size", "-1"], f"Invalid --batch-size -1: {BATCH_SIZE_RANGE}"),
-    (["--older-than", "30s"], UNDER_A_MINUTE.format(age="30 seconds", origin="--older-than")),
-    (["--older-than", "1d", "--status", "success"],
-     "Unknown --status 'success': states are case-sensitive. Did you mean --status SUCCESS?"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--older-than", "-5d"], NEGATIVE_AGE.format(text="-5d")),
+        (["--older-than=1d", "--batch-size", "-1"], f"Invalid --batch-size -1: {BATCH_SIZE_RANGE}"),
+        (["--older-than", "30s"], UNDER_A_MINUTE.format(age="30 seconds", origin="--older-than")),
+        (
+            ["--older-than", "1d", "--status", "success"],
+            "Unknown --status 'success': states are case-sensitive. Did you mean --status SUCCESS?",
+        ),
+    ],
+)
 def test_process_refusals_exit_one_with_the_commands_message(args: list[str], message: str) -> None:
     """Parsed from a real command line: the command's own error (exit 1), not argparse's (exit 2)."""
     add_tasks("old", 3, OLD)
@@ -982,7 +1092,8 @@ def test_process_stopped_by_a_signal_exits_128_plus_it(stop: str, status: int) -
 
 @db
 def test_backend_cleanup_and_the_command_delete_the_same_rows(
-    celery_app_factory: Any, monkeypatch: pytest.MonkeyPatch,
+    celery_app_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     runs: list[cleanup.Cleanup] = []
     original = cleanup.Cleanup.delete_batches
@@ -1013,7 +1124,9 @@ def test_backend_cleanup_and_the_command_delete_the_same_rows(
 def test_delete_expired_results_returns_counts_per_kind() -> None:
     mixed()
     assert cleanup.delete_expired_results(timedelta(days=1), batch_size=4) == {
-        "task results": 15, "group results": 3, "chord counters": 4,
+        "task results": 15,
+        "group results": 3,
+        "chord counters": 4,
     }
 
 
@@ -1032,7 +1145,9 @@ USES_DATE_DONE_INDEX = {
 def batch_plan() -> str:
     """How the database reads the keys of a batch of expired task results (fresh statistics)."""
     with connection.cursor() as cursor:
-        cursor.execute(ANALYZE[connection.vendor].format(connection.ops.quote_name(TaskResult._meta.db_table)))
+        cursor.execute(
+            ANALYZE[connection.vendor].format(connection.ops.quote_name(TaskResult._meta.db_table))
+        )
         if connection.vendor == "mysql":
             cursor.fetchall()
     rows = cleanup.Cleanup(before=now() - timedelta(days=1)).rows(cleanup.TASKS)
@@ -1072,8 +1187,10 @@ def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert reads and len(limits) == len(reads)
     assert all(managers.BatchSizer.smallest <= limit <= managers.BatchSizer.largest for limit in limits)
     with capsys.disabled():
-        print(f"\n100k rows on {connection.vendor}: insert {inserted - started:.1f} s, "
-              f"dry run {counted - inserted:.1f} s, delete {deleted - counted:.1f} s")
+        print(
+            f"\n100k rows on {connection.vendor}: insert {inserted - started:.1f} s, "
+            f"dry run {counted - inserted:.1f} s, delete {deleted - counted:.1f} s"
+        )
 
 
 @db

@@ -58,8 +58,13 @@ def test_arguments_that_are_not_serialized_come_back_as_text() -> None:
 
 def _request(**fields: object) -> SimpleNamespace:
     base = {
-        "task": "proj.add", "args": [1, 2], "kwargs": {"k": 1}, "argsrepr": "(1, 2)",
-        "kwargsrepr": "{'k': 1}", "hostname": "celery@host", "periodic_task_name": None,
+        "task": "proj.add",
+        "args": [1, 2],
+        "kwargs": {"k": 1},
+        "argsrepr": "(1, 2)",
+        "kwargsrepr": "{'k': 1}",
+        "hostname": "celery@host",
+        "periodic_task_name": None,
         "meta": None,
     }
     base.update(fields)
@@ -71,17 +76,26 @@ def _request(**fields: object) -> SimpleNamespace:
     result=json_values,
     traceback=st.none() | safe_text,
     extended=st.booleans(),
-    children=st.none() | st.lists(st.tuples(safe_text, st.none()), max_size=3).map(
-        lambda items: [list(i) for i in items]
-    ),
+    children=st.none()
+    | st.lists(st.tuples(safe_text, st.none()), max_size=3).map(lambda items: [list(i) for i in items]),
 )
 def test_row_values_round_trip_to_celery_meta(
-    status: str, result: object, traceback: str | None, extended: bool, children: list | None,
+    status: str,
+    result: object,
+    traceback: str | None,
+    extended: bool,
+    children: list | None,
 ) -> None:
     request = _request()
     values = codec.task_values(
-        JSON, task_id="t-1", status=status, result=result, traceback=traceback,
-        request=request, children=children, extended=extended,
+        JSON,
+        task_id="t-1",
+        status=status,
+        result=result,
+        traceback=traceback,
+        request=request,
+        children=children,
+        extended=extended,
     )
     meta = codec.task_meta(JSON, {**values, "date_done": "when"})
     assert meta["task_id"] == "t-1"
@@ -93,7 +107,10 @@ def test_row_values_round_trip_to_celery_meta(
     assert meta["date_done"] == ("when" if status in states.READY_STATES else None)
     if extended:
         assert (meta["name"], meta["args"], meta["kwargs"], meta["worker"]) == (
-            "proj.add", "(1, 2)", "{'k': 1}", "celery@host",
+            "proj.add",
+            "(1, 2)",
+            "{'k': 1}",
+            "celery@host",
         )
     else:
         assert meta["name"] is meta["args"] is meta["kwargs"] is meta["worker"] is None
@@ -102,12 +119,21 @@ def test_row_values_round_trip_to_celery_meta(
 @given(st.dictionaries(st.sampled_from(sorted(codec.PROTOCOL_KEYS)) | safe_text, json_values, max_size=6))
 def test_user_meta_never_replaces_protocol_keys(user_meta: dict) -> None:
     values = codec.task_values(
-        JSON, task_id="t-2", status=states.SUCCESS, result=42, traceback=None,
-        request=_request(meta=user_meta), children=None, extended=True,
+        JSON,
+        task_id="t-2",
+        status=states.SUCCESS,
+        result=42,
+        traceback=None,
+        request=_request(meta=user_meta),
+        children=None,
+        extended=True,
     )
     meta = codec.task_meta(JSON, {**values, "date_done": "when"})
     assert (meta["status"], meta["result"], meta["task_id"], meta["name"]) == (
-        states.SUCCESS, 42, "t-2", "proj.add",
+        states.SUCCESS,
+        42,
+        "t-2",
+        "proj.add",
     )
     for key, value in user_meta.items():
         if key not in codec.PROTOCOL_KEYS:
@@ -117,8 +143,14 @@ def test_user_meta_never_replaces_protocol_keys(user_meta: dict) -> None:
 def test_protocol_1_requests_store_args_themselves() -> None:
     request = _request(argsrepr=None, kwargsrepr=None)
     values = codec.task_values(
-        JSON, task_id="t", status=states.SUCCESS, result=None, traceback=None,
-        request=request, children=None, extended=True,
+        JSON,
+        task_id="t",
+        status=states.SUCCESS,
+        result=None,
+        traceback=None,
+        request=request,
+        children=None,
+        extended=True,
     )
     meta = codec.task_meta(JSON, {**values, "date_done": None})
     assert meta["args"] == [1, 2]

@@ -22,16 +22,18 @@ from tests.strategies import any_text, safe_text
 pytestmark = pytest.mark.django_db(transaction=True)
 
 optional_text = st.none() | safe_text
-rows = st.fixed_dictionaries({
-    "status": st.sampled_from(sorted(states.ALL_STATES)),
-    "result": optional_text,
-    "traceback": st.none() | any_text,
-    "task_name": optional_text,
-    "worker": st.none() | st.text(max_size=20),
-    "retries": st.none() | st.integers(min_value=0, max_value=2**31 - 1),
-    "queue": optional_text,
-    "started": st.none() | st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)),
-})
+rows = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(sorted(states.ALL_STATES)),
+        "result": optional_text,
+        "traceback": st.none() | any_text,
+        "task_name": optional_text,
+        "worker": st.none() | st.text(max_size=20),
+        "retries": st.none() | st.integers(min_value=0, max_value=2**31 - 1),
+        "queue": optional_text,
+        "started": st.none() | st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)),
+    }
+)
 
 
 def orm_rows(task_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -45,8 +47,14 @@ def store(app: Any, fields: dict[str, Any]) -> str:
     task_id = new_id()
     started = None if fields["started"] is None else now() - fields["started"]
     TaskResult.objects.store_result(
-        "application/json", "utf-8", task_id, fields["result"], fields["status"],
-        traceback=fields["traceback"], task_name=fields["task_name"], worker=fields["worker"],
+        "application/json",
+        "utf-8",
+        task_id,
+        fields["result"],
+        fields["status"],
+        traceback=fields["traceback"],
+        task_name=fields["task_name"],
+        worker=fields["worker"],
         date_started=started,
     )
     TaskResult.objects.filter(task_id=task_id).update(retries=fields["retries"], queue=fields["queue"])
@@ -66,7 +74,8 @@ def test_compiled_reads_return_the_orm_values(app: Any, stored: list[dict[str, A
     }
     assert ready == {
         k: {name: v[name] for name in READY_COLUMNS}
-        for k, v in expected.items() if v["status"] in states.READY_STATES
+        for k, v in expected.items()
+        if v["status"] in states.READY_STATES
     }
 
 

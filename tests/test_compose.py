@@ -29,8 +29,16 @@ OTHERS = {"redis": ("redis:", 6379), "rabbitmq": ("rabbitmq:", 5672)}
 LOCAL_PORTS = {5432, 3306, 6379, 5672, 15672}
 #: Every variable tests/settings.py reads for a server.
 SETTINGS_VARIABLES = (
-    "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE",
-    "MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_USER", "MYSQL_PWD", "MYSQL_DATABASE",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+    "MYSQL_HOST",
+    "MYSQL_TCP_PORT",
+    "MYSQL_USER",
+    "MYSQL_PWD",
+    "MYSQL_DATABASE",
 )
 
 
@@ -57,7 +65,10 @@ def port_mappings(service: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 def settings_inside_tests_service(
-    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, engine: str, **extra: str,
+    services: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+    **extra: str,
 ) -> dict[str, Any]:
     """``DATABASES["default"]`` as tests/settings.py builds it in the tests container."""
     for name in SETTINGS_VARIABLES:
@@ -91,7 +102,8 @@ def test_host_ports_do_not_clash(services: dict[str, Any]) -> None:
 
 
 def test_postgresql_settings_match_the_postgres_service(
-    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    services: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     database = settings_inside_tests_service(services, monkeypatch, "postgresql")
     server = environment(services["postgres"])
@@ -105,7 +117,9 @@ def test_postgresql_settings_match_the_postgres_service(
 
 @pytest.mark.parametrize("service", ["mysql", "mariadb"])
 def test_mysql_settings_match_each_mysql_service(
-    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, service: str,
+    services: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
 ) -> None:
     # The tests service runs the mysql engine once per host in DCR_MYSQL_HOSTS.
     assert service in environment(services["tests"])["DCR_MYSQL_HOSTS"].split()
@@ -135,5 +149,6 @@ def test_broker_and_cache_urls_name_their_services(services: dict[str, Any]) -> 
     assert (redis_url.hostname, redis_url.port) == ("redis", OTHERS["redis"][1])
     assert (broker_url.hostname, broker_url.port) == ("rabbitmq", OTHERS["rabbitmq"][1])
     assert (broker_url.username, broker_url.password) == (
-        rabbit["RABBITMQ_DEFAULT_USER"], rabbit["RABBITMQ_DEFAULT_PASS"],
+        rabbit["RABBITMQ_DEFAULT_USER"],
+        rabbit["RABBITMQ_DEFAULT_PASS"],
     )

@@ -25,9 +25,12 @@ def dev() -> ModuleType:
 
 
 def test_the_summary_counts_what_pytest_reported(
-    dev: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    dev: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (tmp_path / "test_cell.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_cell.py").write_text(
+        textwrap.dedent("""
         import pytest
 
         def test_ok(record_testsuite_property):
@@ -50,12 +53,27 @@ def test_the_summary_counts_what_pytest_reported(
 
         def test_error(failing):
             pass
-    """))
+    """)
+    )
     report = tmp_path / "junit.xml"
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django",
-         f"--junitxml={report}", "-o", "junit_family=xunit1", "test_cell.py"],
-        cwd=tmp_path, capture_output=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:django",
+            f"--junitxml={report}",
+            "-o",
+            "junit_family=xunit1",
+            "test_cell.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
     )
     outcome = dev.read_outcome("py0-cell-sqlite", report)
     assert (outcome.passed, outcome.failed, outcome.skipped) == (3, 2, 1)

@@ -31,7 +31,13 @@ LOOK_ALIKES = ("abc", "ABC", "abc ", "\u00e0bc")
 
 #: Letters with an accented form that utf8mb4_general_ci takes for the letter itself.
 ACCENTED = {
-    "a": "\u00e0", "c": "\u00e7", "e": "\u00e9", "i": "\u00ee", "n": "\u00f1", "o": "\u00f6", "u": "\u00fc",
+    "a": "\u00e0",
+    "c": "\u00e7",
+    "e": "\u00e9",
+    "i": "\u00ee",
+    "n": "\u00f1",
+    "o": "\u00f6",
+    "u": "\u00fc",
 }
 id_parts = st.text(st.sampled_from(string.ascii_letters + string.digits + "-_.:"), max_size=20)
 
@@ -71,7 +77,9 @@ def stored_task_ids() -> set[str]:
 
 
 hypothesis_settings = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -264,14 +272,17 @@ def test_exact_collation_prefers_binary_collations_that_do_not_pad() -> None:
     assert engines.exact_collation("utf8mb4", mysql57_utf8mb4) == ("utf8mb4_bin", True)
     # utf8mb3 columns: MariaDB >= 10.6 lists utf8mb3_*, older servers utf8_*.
     assert engines.exact_collation("utf8mb3", ["utf8mb3_general_ci", "utf8mb3_nopad_bin"]) == (
-        "utf8mb3_nopad_bin", False,
+        "utf8mb3_nopad_bin",
+        False,
     )
     assert engines.exact_collation("utf8mb3", ["utf8_general_ci", "utf8_bin", "utf8_nopad_bin"]) == (
-        "utf8_nopad_bin", False,
+        "utf8_nopad_bin",
+        False,
     )
     assert engines.exact_collation("utf8mb3", ["utf8mb3_general_ci", "utf8mb3_bin"]) == ("utf8mb3_bin", True)
     assert engines.exact_collation("latin1", ["latin1_swedish_ci", "latin1_bin", "latin1_nopad_bin"]) == (
-        "latin1_nopad_bin", False,
+        "latin1_nopad_bin",
+        False,
     )
     assert engines.exact_collation("utf8mb4", ["utf8mb4_general_ci"]) is None
 

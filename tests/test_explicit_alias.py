@@ -101,9 +101,18 @@ def only_on_alias() -> Iterator[None]:
 def task_values(task_id: str, status: str = states.SUCCESS, result: str = "1") -> dict[str, Any]:
     """The columns ``upsert``/``insert_if_absent`` take, as the backend passes them."""
     return {
-        "task_id": task_id, "status": status, "content_type": JSON, "content_encoding": "utf-8",
-        "result": result, "traceback": None, "meta": None, "periodic_task_name": None,
-        "task_name": "tests.add", "task_args": None, "task_kwargs": None, "worker": None,
+        "task_id": task_id,
+        "status": status,
+        "content_type": JSON,
+        "content_encoding": "utf-8",
+        "result": result,
+        "traceback": None,
+        "meta": None,
+        "periodic_task_name": None,
+        "task_name": "tests.add",
+        "task_args": None,
+        "task_kwargs": None,
+        "worker": None,
         "date_started": None,
     }
 
@@ -125,14 +134,21 @@ def seed_tasks(*ids: str) -> None:
     """Task results on :data:`ALIAS`, written without the manager method under test."""
     for task_id in ids:
         TaskResult.objects.using(ALIAS).create(
-            task_id=task_id, status=states.SUCCESS, content_type=JSON, content_encoding="utf-8", result="1",
+            task_id=task_id,
+            status=states.SUCCESS,
+            content_type=JSON,
+            content_encoding="utf-8",
+            result="1",
         )
 
 
 def seed_groups(*ids: str) -> None:
     for group_id in ids:
         GroupResult.objects.using(ALIAS).create(
-            group_id=group_id, content_type=JSON, content_encoding="utf-8", result="[]",
+            group_id=group_id,
+            content_type=JSON,
+            content_encoding="utf-8",
+            result="[]",
         )
 
 
@@ -412,8 +428,11 @@ def test_queryset_using_wins(router_elsewhere: None) -> None:
     with only_on_alias():
         seed_tasks(f"{t}-old")
         age(TaskResult, "date_done", [f"{t}-old"])
-        assert list(TaskResult.objects.get_all_expired(timedelta(days=1)).using(ALIAS).values_list(
-            "task_id", flat=True)) == [f"{t}-old"]
+        assert list(
+            TaskResult.objects.get_all_expired(timedelta(days=1))
+            .using(ALIAS)
+            .values_list("task_id", flat=True)
+        ) == [f"{t}-old"]
         assert TaskResult.objects.using(ALIAS).done_before(now()).count() == 1
         seed_counter(t, 0)
         ChordCounter.objects.for_write().using(ALIAS).filter(group_id=t).update(date_created=None)
@@ -438,17 +457,33 @@ def test_the_alias_is_a_migrated_test_database() -> None:
 # -- any sequence of calls on the alias stays there ----------------------------------------
 
 
-CALLS = ["store", "insert", "forget", "get", "group", "ungroup", "restore",
-         "chord", "part", "resize", "add", "expire", "cleanup"]
+CALLS = [
+    "store",
+    "insert",
+    "forget",
+    "get",
+    "group",
+    "ungroup",
+    "restore",
+    "chord",
+    "part",
+    "resize",
+    "add",
+    "expire",
+    "cleanup",
+]
 
 
 @only_other
 @hypothesis_settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(calls=st.lists(st.tuples(st.sampled_from(CALLS), st.integers(0, 2)), min_size=1, max_size=8))
 def test_any_sequence_of_calls_stays_on_the_alias(
-    router_elsewhere: None, calls: list[tuple[str, int]],
+    router_elsewhere: None,
+    calls: list[tuple[str, int]],
 ) -> None:
     """Calls in any order on ``db_manager(ALIAS)``: all stay there, and the rows are what they wrote."""
     t = tag()

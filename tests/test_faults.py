@@ -122,8 +122,15 @@ class RetryLog(logging.Handler):
         backend.exception_safe_to_retry = counting
 
 
-def store_results(database: dict[str, Any], prefix: str, index: int, always_retry: bool,
-                  stored_counts: Any, stop: Any, outcomes: Any) -> None:
+def store_results(
+    database: dict[str, Any],
+    prefix: str,
+    index: int,
+    always_retry: bool,
+    stored_counts: Any,
+    stop: Any,
+    outcomes: Any,
+) -> None:
     """Store results ``[index, n]`` for n = 1, 2... until ``stop``; put the tally on ``outcomes``."""
     try:
         outcomes.put(("ok", _store_results(database, prefix, index, always_retry, stored_counts, stop)))
@@ -132,8 +139,9 @@ def store_results(database: dict[str, Any], prefix: str, index: int, always_retr
         raise
 
 
-def _store_results(database: dict[str, Any], prefix: str, index: int, always_retry: bool,
-                   stored_counts: Any, stop: Any) -> dict[str, Any]:
+def _store_results(
+    database: dict[str, Any], prefix: str, index: int, always_retry: bool, stored_counts: Any, stop: Any
+) -> dict[str, Any]:
     os.environ.update({"DJANGO_SETTINGS_MODULE": "tests.fault_settings", ENV_DATABASE: json.dumps(database)})
     import django
 
@@ -148,8 +156,11 @@ def _store_results(database: dict[str, Any], prefix: str, index: int, always_ret
     policy = POLICIES[index]
     app = Celery("dcr-faults", set_as_current=False)
     app.conf.update(
-        result_backend="django-db", result_extended=True, result_serializer="json",
-        accept_content=["json"], **(ALWAYS_RETRY if always_retry else {"result_backend_always_retry": False}),
+        result_backend="django-db",
+        result_extended=True,
+        result_serializer="json",
+        accept_content=["json"],
+        **(ALWAYS_RETRY if always_retry else {"result_backend_always_retry": False}),
     )
     backend = app.backend
     fixup = DjangoWorkerFixup(app)
@@ -163,9 +174,16 @@ def _store_results(database: dict[str, Any], prefix: str, index: int, always_ret
     while not stop.is_set():
         attempts += 1
         task_id = f"{prefix}-{index}-{attempts}"
-        request = Context(id=task_id, task=TASK_NAME, args=[index, attempts], kwargs={},
-                          hostname=f"{policy}@dcr-faults", retries=0, is_eager=False,
-                          delivery_info={"exchange": "", "routing_key": "celery"})
+        request = Context(
+            id=task_id,
+            task=TASK_NAME,
+            args=[index, attempts],
+            kwargs={},
+            hostname=f"{policy}@dcr-faults",
+            retries=0,
+            is_eager=False,
+            delivery_info={"exchange": "", "routing_key": "celery"},
+        )
         if policy == "fresh":
             fixup.close_database()  # task_prerun
         try:
@@ -185,8 +203,13 @@ def _store_results(database: dict[str, Any], prefix: str, index: int, always_ret
         time.sleep(PAUSE)
     connections.close_all()
     return {
-        "policy": policy, "attempts": attempts, "stored": stored, "errors": dict(errors),
-        "retried": dict(log.retried), "hook_failures": log.hook_failures, "not_transient": not_transient,
+        "policy": policy,
+        "attempts": attempts,
+        "stored": stored,
+        "errors": dict(errors),
+        "retried": dict(log.retried),
+        "hook_failures": log.hook_failures,
+        "not_transient": not_transient,
     }
 
 
@@ -240,8 +263,11 @@ def storing_processes(database: dict[str, Any], prefix: str, always_retry: bool)
     stored_counts = context.Array("i", len(POLICIES), lock=False)
     stop, outcomes = context.Event(), context.Queue()
     processes = [
-        context.Process(target=store_results, name=f"dcr-fault-{policy}",
-                        args=(database, prefix, index, always_retry, stored_counts, stop, outcomes))
+        context.Process(
+            target=store_results,
+            name=f"dcr-fault-{policy}",
+            args=(database, prefix, index, always_retry, stored_counts, stop, outcomes),
+        )
         for index, policy in enumerate(POLICIES)
     ]
     for process in processes:
@@ -265,7 +291,12 @@ def migrate(database: dict[str, Any]) -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.fault_settings", ENV_DATABASE: json.dumps(database)}
     completed = subprocess.run(
         [sys.executable, "-m", "django", "migrate", "django_celery_results", "--noinput", "-v", "0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
@@ -286,7 +317,7 @@ def stored_rows(server: DisposableServer, prefix: str) -> dict[tuple[int, int], 
         connection.close()
     found = {}
     for task_id, status, result in rows:
-        index, n = task_id[len(prefix) + 1:].split("-")
+        index, n = task_id[len(prefix) + 1 :].split("-")
         found[int(index), int(n)] = (status, json.loads(result) if result else None)
     return found
 
@@ -308,8 +339,14 @@ def running_server(server: DisposableServer) -> DisposableServer:
     return server
 
 
-def report(label: str, outage: float, results: list[dict[str, Any]],
-           rows: dict[tuple[int, int], tuple[str, Any]], lost: int, in_doubt: int) -> dict[str, Any]:
+def report(
+    label: str,
+    outage: float,
+    results: list[dict[str, Any]],
+    rows: dict[tuple[int, int], tuple[str, Any]],
+    lost: int,
+    in_doubt: int,
+) -> dict[str, Any]:
     figures = {
         "processes": len(results),
         "attempts": sum(r["attempts"] for r in results),
@@ -323,8 +360,10 @@ def report(label: str, outage: float, results: list[dict[str, Any]],
     }
     print(f"\n[{label}] " + " ".join(f"{key}={value}" for key, value in figures.items()))
     for result in results:
-        print(f"  {result['policy']}: attempts={result['attempts']} acknowledged={len(result['stored'])} "
-              f"errors={sum(result['errors'].values())} retries={sum(result['retried'].values())}")
+        print(
+            f"  {result['policy']}: attempts={result['attempts']} acknowledged={len(result['stored'])} "
+            f"errors={sum(result['errors'].values())} retries={sum(result['retried'].values())}"
+        )
         for kind, count in sorted({**result["errors"], **result["retried"]}.items()):
             print(f"    {count:4d} x {kind}")
     return figures
@@ -334,7 +373,10 @@ def report(label: str, outage: float, results: list[dict[str, Any]],
 @pytest.mark.parametrize("fault", ["restart", "kill"])
 @pytest.mark.parametrize("always_retry", [True, False], ids=["always_retry", "no_retry"])
 def test_results_stored_across_a_server_fault(
-    running_server: DisposableServer, fault: str, always_retry: bool, record_property: Any,
+    running_server: DisposableServer,
+    fault: str,
+    always_retry: bool,
+    record_property: Any,
 ) -> None:
     server = running_server
     mode = "always_retry" if always_retry else "no_retry"

@@ -21,7 +21,8 @@ from django_celery_results.backends.database import FIRST_SECOND_CAP, poll_pause
 pytestmark = pytest.mark.django_db(transaction=True)
 
 postgresql_only = pytest.mark.skipif(
-    "connection.vendor != 'postgresql'", reason="only PostgreSQL pushes results (LISTEN/NOTIFY)")
+    "connection.vendor != 'postgresql'", reason="only PostgreSQL pushes results (LISTEN/NOTIFY)"
+)
 
 
 def listening() -> int:
@@ -33,12 +34,14 @@ def listening() -> int:
         cursor.execute(
             "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND (application_name = %s OR query ILIKE 'LISTEN%%')",
-            [notify.APPLICATION_NAME])
+            [notify.APPLICATION_NAME],
+        )
         return int(cursor.fetchone()[0])
 
 
 def store_later(backend: Any, task_ids: list[str], delay: float) -> threading.Thread:
     """A writer thread (own Django connection) storing ``task_ids`` after ``delay``."""
+
     def write() -> None:
         time.sleep(delay)
         try:
@@ -46,6 +49,7 @@ def store_later(backend: Any, task_ids: list[str], delay: float) -> threading.Th
                 backend.mark_as_done(task_id, task_id)
         finally:
             connections.close_all()
+
     thread = threading.Thread(target=write)
     thread.start()
     return thread
@@ -88,6 +92,7 @@ def test_50_waiting_threads_share_one_listener(app: Any) -> None:
             got[task_id] = AsyncResult(task_id, backend=app.backend).get(timeout=30, interval=5)
         finally:
             connections.close_all()
+
     threads = [threading.Thread(target=wait, args=(i,)) for i in ids]
     for thread in threads:
         thread.start()
@@ -118,8 +123,10 @@ def test_listener_is_reopened_after_its_backend_is_terminated(app: Any) -> None:
             break
         time.sleep(0.05)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                       [notify.APPLICATION_NAME])
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            [notify.APPLICATION_NAME],
+        )
     task_id = celery_uuid()
     store_later(app.backend, [task_id], 0.2)
     assert AsyncResult(task_id, backend=app.backend).get(timeout=10, interval=0.5) == task_id
@@ -170,8 +177,12 @@ print("ok")
 
 
 def run_child(mode: str) -> None:
-    done = subprocess.run([sys.executable, "-c", CHILD, connection.settings_dict["NAME"], mode],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, connection.settings_dict["NAME"], mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "ok" in done.stdout
 

@@ -29,12 +29,29 @@ from tests.strategies import safe_text
 def test_public_signatures() -> None:
     params = inspect.signature(TaskResultManager.store_result).parameters
     assert list(params)[:14] == [
-        "self", "content_type", "content_encoding", "task_id", "result", "status", "traceback",
-        "meta", "periodic_task_name", "task_name", "task_args", "task_kwargs", "worker", "using",
+        "self",
+        "content_type",
+        "content_encoding",
+        "task_id",
+        "result",
+        "status",
+        "traceback",
+        "meta",
+        "periodic_task_name",
+        "task_name",
+        "task_args",
+        "task_kwargs",
+        "worker",
+        "using",
     ]
     assert params["traceback"].default is None and params["using"].default is None
     assert list(inspect.signature(GroupResultManager.store_group_result).parameters) == [
-        "self", "content_type", "content_encoding", "group_id", "result", "using",
+        "self",
+        "content_type",
+        "content_encoding",
+        "group_id",
+        "result",
+        "using",
     ]
     assert "batch_size" in inspect.signature(ResultManager.delete_expired).parameters
     assert issubclass(TxIsolationWarning, UserWarning)
@@ -52,14 +69,27 @@ def test_get_task_returns_unsaved_pending_for_unknown_ids() -> None:
 def test_store_result_positional_and_keyword_forms() -> None:
     TaskResult.objects.store_result("application/json", "utf-8", "a", "1", states.STARTED)
     TaskResult.objects.store_result(
-        content_type="application/json", content_encoding="utf-8", task_id="a", result="2",
-        status=states.SUCCESS, traceback=None, meta='{"children": []}', task_name="t.n",
-        task_args='"()"', task_kwargs='"{}"', worker="w", periodic_task_name="nightly",
+        content_type="application/json",
+        content_encoding="utf-8",
+        task_id="a",
+        result="2",
+        status=states.SUCCESS,
+        traceback=None,
+        meta='{"children": []}',
+        task_name="t.n",
+        task_args='"()"',
+        task_kwargs='"{}"',
+        worker="w",
+        periodic_task_name="nightly",
         exception_retry_count=0,
     )
     row = TaskResult.objects.get_task("a")
     assert (row.status, row.result, row.task_name, row.worker, row.periodic_task_name) == (
-        states.SUCCESS, "2", "t.n", "w", "nightly",
+        states.SUCCESS,
+        "2",
+        "t.n",
+        "w",
+        "nightly",
     )
     assert row.date_started is not None
     assert row.as_dict()["status"] == states.SUCCESS
@@ -68,8 +98,9 @@ def test_store_result_positional_and_keyword_forms() -> None:
 @pytest.mark.django_db
 def test_store_result_accepts_date_started() -> None:
     moment = timezone.now() - timedelta(minutes=5)
-    TaskResult.objects.store_result("application/json", "utf-8", "d", "1", states.STARTED,
-                                    date_started=moment)
+    TaskResult.objects.store_result(
+        "application/json", "utf-8", "d", "1", states.STARTED, date_started=moment
+    )
     assert TaskResult.objects.get(task_id="d").date_started == moment
 
 
@@ -79,8 +110,7 @@ def test_store_result_accepts_date_started() -> None:
 def test_store_then_get_round_trips_any_text(suffix: str, result: str, name: str | None) -> None:
     # A fresh prefix per example: MySQL's collation would equate ids differing in case.
     task_id = (uuid.uuid4().hex + suffix)[:255]
-    TaskResult.objects.store_result("text/plain", "utf-8", task_id, result, states.SUCCESS,
-                                    task_name=name)
+    TaskResult.objects.store_result("text/plain", "utf-8", task_id, result, states.SUCCESS, task_name=name)
     row = TaskResult.objects.get_task(task_id)
     assert (row.task_id, row.result, row.task_name) == (task_id, result, name)
 
@@ -110,8 +140,9 @@ def test_over_long_values_are_refused_before_writing(field: str) -> None:
 @pytest.mark.parametrize("field", ["task_name", "worker", "periodic_task_name"])
 def test_over_long_descriptions_are_shortened_visibly(field: str) -> None:
     limit = TaskResult._meta.get_field(field).max_length
-    TaskResult.objects.store_result("application/json", "utf-8", "t", "1", states.SUCCESS,
-                                    **{field: "x" * (limit + 50)})
+    TaskResult.objects.store_result(
+        "application/json", "utf-8", "t", "1", states.SUCCESS, **{field: "x" * (limit + 50)}
+    )
     stored = getattr(TaskResult.objects.get(task_id="t"), field)
     assert stored == "x" * (limit - 1) + "\u2026"
 
@@ -193,8 +224,9 @@ def test_ids_beyond_32_bits_are_stored() -> None:
     from django_celery_results.models import ChordCounter
 
     big = 2**31 + 7
-    TaskResult.objects.create(id=big, task_id="big-id", status=states.SUCCESS, content_type="a",
-                              content_encoding="b")
+    TaskResult.objects.create(
+        id=big, task_id="big-id", status=states.SUCCESS, content_type="a", content_encoding="b"
+    )
     GroupResult.objects.create(id=big, group_id="big-group", content_type="a", content_encoding="b")
     ChordCounter.objects.create(id=big, group_id="big-chord", sub_tasks="[]", count=0)
     assert TaskResult.objects.get(task_id="big-id").pk == big

@@ -37,8 +37,10 @@ def expand(pattern: str) -> list[str]:
 
 ENV_LIST = [env for line in TOX["tox"]["env_list"].split("\n") if line.strip() for env in expand(line)]
 CELLS = [env for env in ENV_LIST if env.startswith("py")]
-LABELS = {key.strip(): [env.strip() for env in value.split(",")]
-          for key, value in (line.split("=", 1) for line in TOX["tox"]["labels"].strip().splitlines())}
+LABELS = {
+    key.strip(): [env.strip() for env in value.split(",")]
+    for key, value in (line.split("=", 1) for line in TOX["tox"]["labels"].strip().splitlines())
+}
 SERVERS = {name: value.split() for name, value in TOX["servers"].items()}
 
 
@@ -48,8 +50,12 @@ def dotted(digits: str) -> str:
 
 
 def factor_values(prefix: str, cells: list[str] = CELLS) -> set[str]:
-    return {dotted(f.removeprefix(prefix)) for env in cells for f in env.split("-")
-            if re.fullmatch(prefix + r"\d+", f)}
+    return {
+        dotted(f.removeprefix(prefix))
+        for env in cells
+        for f in env.split("-")
+        if re.fullmatch(prefix + r"\d+", f)
+    }
 
 
 PYTHONS = factor_values("py")
@@ -146,14 +152,22 @@ CLAIM_FILES = ("README.md", "CONTRIBUTING.md", "docs/index.rst", "docs/testing.r
 
 
 def claims(text: str) -> list[tuple[str, str]]:
-    return [(product, version) for product, versions in CLAIM.findall(text)
-            for version in re.findall(r"\d+(?:\.\d+)*", versions)]
+    return [
+        (product, version)
+        for product, versions in CLAIM.findall(text)
+        for version in re.findall(r"\d+(?:\.\d+)*", versions)
+    ]
 
 
 def test_claims_parse() -> None:
     assert claims("Python 3.10, 3.11 and 3.13, Django 4.2 to 6.0 and MariaDB 10.11") == [
-        ("Python", "3.10"), ("Python", "3.11"), ("Python", "3.13"),
-        ("Django", "4.2"), ("Django", "6.0"), ("MariaDB", "10.11")]
+        ("Python", "3.10"),
+        ("Python", "3.11"),
+        ("Python", "3.13"),
+        ("Django", "4.2"),
+        ("Django", "6.0"),
+        ("MariaDB", "10.11"),
+    ]
 
 
 @pytest.mark.parametrize("name", CLAIM_FILES)
@@ -161,9 +175,14 @@ def test_the_docs_claim_only_what_tox_runs(name: str) -> None:
     text = (ROOT / name).read_text()
     if name == "docs/changelog.rst":  # older entries describe their own time; the newest is today's
         text = re.split(r"\n\S.*\n[-=~^]{3,}\n", text)[1]
-    allowed = {"Python": PYTHONS, "Django": DJANGOS, "Celery": CELERYS,
-               "PostgreSQL": set(SERVERS["postgresql"]), "MySQL": set(SERVERS["mysql"]),
-               "MariaDB": set(SERVERS["mariadb"])}
+    allowed = {
+        "Python": PYTHONS,
+        "Django": DJANGOS,
+        "Celery": CELERYS,
+        "PostgreSQL": set(SERVERS["postgresql"]),
+        "MySQL": set(SERVERS["mysql"]),
+        "MariaDB": set(SERVERS["mariadb"]),
+    }
     wrong = [(product, version) for product, version in claims(text) if version not in allowed[product]]
     assert not wrong, f"{name} names versions tox.ini does not: {wrong}"
 
@@ -198,8 +217,12 @@ def test_the_workflow_reads_the_cells_from_tox() -> None:
     assert "python3 dev.py cells matrix" in jobs["cells"]["steps"][-1]["run"]
     assert jobs["tests"]["strategy"]["matrix"] == {"include": "${{ fromJSON(needs.cells.outputs.cells) }}"}
     assert_servers_known(images(jobs["tests"]["services"]))
-    versions = [str(step["with"]["python-version"]) for job in jobs.values() for step in job["steps"]
-                if "python-version" in step.get("with", {})]
+    versions = [
+        str(step["with"]["python-version"])
+        for job in jobs.values()
+        for step in job["steps"]
+        if "python-version" in step.get("with", {})
+    ]
     assert set(versions) - {"${{ matrix.python }}"} <= PYTHONS
     text = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert not re.search(r"\b(py3\d+|django\d+|celery\d+)\b|[Dd]jango[ =]+\d|[Cc]elery[ =]+\d", text)
@@ -211,8 +234,11 @@ def test_compose_runs_the_main_cells_against_known_servers() -> None:
     assert_servers_known(found)
     main_python = {dotted(env.split("-")[0][2:]) for env in LABELS["main"]}
     assert {services["tests"]["image"].split(":")[1].split("-")[0]} == main_python
-    assert {services[name]["image"].split(":")[1].split("-")[0] for name in services
-            if services[name]["image"].startswith("python:")} <= PYTHONS
+    assert {
+        services[name]["image"].split(":")[1].split("-")[0]
+        for name in services
+        if services[name]["image"].startswith("python:")
+    } <= PYTHONS
 
 
 def test_the_readme_claims_every_version_tox_runs() -> None:
@@ -224,6 +250,7 @@ def test_the_readme_claims_every_version_tox_runs() -> None:
     assert said("Python") == PYTHONS
     assert said("Django") == DJANGOS
     assert {min(CELERYS, key=version_key), max(CELERYS, key=version_key)} <= said("Celery") <= CELERYS
-    servers = {(name.lower(), version) for name, version in found
-               if name in ("PostgreSQL", "MySQL", "MariaDB")}
+    servers = {
+        (name.lower(), version) for name, version in found if name in ("PostgreSQL", "MySQL", "MariaDB")
+    }
     assert servers == {(name, version) for name, versions in SERVERS.items() for version in versions}

@@ -145,12 +145,18 @@ def test_own_keys_never_replace_celerys(backend: Any) -> None:
     assert "forged" not in [value for key, value in meta.items() if key != "tenant"]
 
 
-@pytest.mark.parametrize(("serializer", "value"), [
-    ("json", {"nested": {"ids": [1, 2.5, None, True], "name": "h\u00e9llo"}}),
-    ("pickle", {"tags": {"a", "b"}, "pair": (1, 2), "raw": b"\x00\x01"}),
-], ids=["json", "pickle"])
+@pytest.mark.parametrize(
+    ("serializer", "value"),
+    [
+        ("json", {"nested": {"ids": [1, 2.5, None, True], "name": "h\u00e9llo"}}),
+        ("pickle", {"tags": {"a", "b"}, "pair": (1, 2), "raw": b"\x00\x01"}),
+    ],
+    ids=["json", "pickle"],
+)
 def test_values_read_back_through_the_result_serializer(
-    celery_app_factory: Any, serializer: str, value: dict[str, Any],
+    celery_app_factory: Any,
+    serializer: str,
+    value: dict[str, Any],
 ) -> None:
     backend = celery_app_factory(result_serializer=serializer, accept_content=["json", "pickle"]).backend
     backend.store_result("typed", 1, states.SUCCESS, request=Context(id="typed", meta=value))

@@ -105,8 +105,9 @@ def test_warns_only_at_repeatable_read(model: type[models.Model]) -> None:
 @pytest.mark.engine("mysql")
 @pytest.mark.django_db(databases=["default", "repeatable"])
 def test_warning_follows_the_read_router() -> None:
-    with override_settings(DATABASE_ROUTERS=[ResultsRouter(read="repeatable")]), pytest.warns(
-        TxIsolationWarning
+    with (
+        override_settings(DATABASE_ROUTERS=[ResultsRouter(read="repeatable")]),
+        pytest.warns(TxIsolationWarning),
     ):
         TaskResult.objects.warn_if_repeatable_read()
 
@@ -158,7 +159,9 @@ def task_result_model(id_length: int, periodic_length: int = 255) -> type[models
 
 
 def create_table_sql(
-    connection: BaseDatabaseWrapper, model: type[models.Model], row_format: str,
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    row_format: str,
 ) -> list[str]:
     """The statements ``migrate`` would run, the CREATE TABLE given an explicit row format.
 
@@ -265,8 +268,13 @@ def test_the_lax_session_really_truncates() -> None:
 
 def request_for(task_id: str, **overrides: str) -> Context:
     fields = {
-        "id": task_id, "task": "tests.add", "hostname": "celery@host",
-        "periodic_task_name": "every-minute", "args": [1], "kwargs": {}, "children": [],
+        "id": task_id,
+        "task": "tests.add",
+        "hostname": "celery@host",
+        "periodic_task_name": "every-minute",
+        "args": [1],
+        "kwargs": {},
+        "children": [],
     }
     fields.update(overrides)
     return Context(**fields)
@@ -276,7 +284,12 @@ def victim_and_bystander() -> list[dict[str, Any]]:
     """The row a truncated task id would land on (still running), and another; all rows after."""
     TaskResult.objects.store_result("application/json", "utf-8", "t" * ID_MAX_LENGTH, None, states.STARTED)
     TaskResult.objects.store_result(
-        "application/json", "utf-8", "bystander", '"kept"', states.SUCCESS, worker="celery@b",
+        "application/json",
+        "utf-8",
+        "bystander",
+        '"kept"',
+        states.SUCCESS,
+        worker="celery@b",
     )
     return all_rows()
 
@@ -302,7 +315,12 @@ def test_over_long_task_ids_are_refused_not_truncated(backend: Any, alias: str) 
 @pytest.mark.parametrize("via", ["backend", "manager"])
 @pytest.mark.parametrize(("field", "limit", "attribute"), DESCRIPTIVE_FIELDS)
 def test_over_long_descriptions_are_shortened_not_truncated_by_the_server(
-    backend: Any, alias: str, via: str, field: str, limit: int, attribute: str,
+    backend: Any,
+    alias: str,
+    via: str,
+    field: str,
+    limit: int,
+    attribute: str,
 ) -> None:
     before = victim_and_bystander()
     over_long = "x" * (limit + 1)
@@ -313,7 +331,12 @@ def test_over_long_descriptions_are_shortened_not_truncated_by_the_server(
         else:
             values = {"task_name": "tests.add", "worker": "celery@host", "periodic_task_name": "p"}
             TaskResult.objects.store_result(
-                "application/json", "utf-8", "new-task", "42", states.SUCCESS, **{**values, field: over_long},
+                "application/json",
+                "utf-8",
+                "new-task",
+                "42",
+                states.SUCCESS,
+                **{**values, field: over_long},
             )
     stored = TaskResult.objects.using("default").get(task_id="new-task")
     assert getattr(stored, field) == "x" * (limit - 1) + ELLIPSIS
@@ -343,5 +366,7 @@ def test_values_at_the_limit_are_stored_whole(backend: Any) -> None:
     backend.store_result(task_id, 1, states.SUCCESS, request=request)
     row = TaskResult.objects.get(task_id=task_id)
     assert (row.task_name, row.worker, row.periodic_task_name) == (
-        "n" * ID_MAX_LENGTH, "h" * 100, "p" * 255,
+        "n" * ID_MAX_LENGTH,
+        "h" * 100,
+        "p" * 255,
     )

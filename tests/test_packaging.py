@@ -76,7 +76,8 @@ def test_the_changelog_heading_names_the_version() -> None:
     lines = (ROOT / "docs" / "changelog.rst").read_text(encoding="utf-8").splitlines()
     # The first section heading below the title: a line underlined with dashes.
     heading = next(
-        line for line, under in itertools.pairwise(lines[1:])
+        line
+        for line, under in itertools.pairwise(lines[1:])
         if line.strip() and re.fullmatch(r"-{3,}", under) and len(under) >= len(line)
     )
     version = Version(django_celery_results.__version__)
@@ -106,10 +107,15 @@ def test_license_file_and_metadata() -> None:
 
 def test_package_data_puts_the_catalogs_and_templates_in_the_wheel() -> None:
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["django_celery_results"]
-    included = {match for pattern in patterns
-                for match in glob.glob(pattern, root_dir=PACKAGE, recursive=True)}
-    shipped = {str(path.relative_to(PACKAGE)) for folder in ("locale", "templates")
-               for path in (PACKAGE / folder).rglob("*") if path.is_file()}
+    included = {
+        match for pattern in patterns for match in glob.glob(pattern, root_dir=PACKAGE, recursive=True)
+    }
+    shipped = {
+        str(path.relative_to(PACKAGE))
+        for folder in ("locale", "templates")
+        for path in (PACKAGE / folder).rglob("*")
+        if path.is_file()
+    }
     assert shipped, "no catalogs or templates found"
     assert shipped <= included, sorted(shipped - included)
     assert "py.typed" in included
@@ -121,8 +127,11 @@ def test_readme_quick_start_and_installation() -> None:
     assert block and block.group(1).splitlines() == ["python3 dev.py demo", "python3 dev.py test"]
     assert "(CONTRIBUTING.md)" in README and (ROOT / "CONTRIBUTING.md").is_file()
     # The distribution name is the original package's: a bare install would fetch that one.
-    commands = [line.strip() for body in re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
-                for line in body.splitlines()]
+    commands = [
+        line.strip()
+        for body in re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
+        for line in body.splitlines()
+    ]
     assert not [c for c in commands if re.match(r"pip install (-U )?\"?django-celery-results\b", c)]
     assert "pip install /path/to/checkout" in README
     assert "pip install dist/django_celery_results-<version>-py3-none-any.whl" in README
@@ -168,8 +177,9 @@ class Entry:
     def translations(self) -> list[str]:
         if "msgstr" in self.fields:
             return [self.fields["msgstr"]]
-        forms = sorted((int(name[7:-1]), text) for name, text in self.fields.items()
-                       if name.startswith("msgstr["))
+        forms = sorted(
+            (int(name[7:-1]), text) for name, text in self.fields.items() if name.startswith("msgstr[")
+        )
         return [text for _, text in forms]
 
 
@@ -208,11 +218,17 @@ def po_catalog(entries: list[Entry]) -> dict[str, str]:
 
     The header is kept too, less its ``POT-Creation-Date`` line, which msgfmt leaves out.
     """
-    catalog = {entry.key: "\x00".join(entry.translations) for entry in entries
-               if "fuzzy" not in entry.flags and any(entry.translations)}
+    catalog = {
+        entry.key: "\x00".join(entry.translations)
+        for entry in entries
+        if "fuzzy" not in entry.flags and any(entry.translations)
+    }
     if "" in catalog:
-        catalog[""] = "".join(line for line in catalog[""].splitlines(keepends=True)
-                              if not line.startswith("POT-Creation-Date:"))
+        catalog[""] = "".join(
+            line
+            for line in catalog[""].splitlines(keepends=True)
+            if not line.startswith("POT-Creation-Date:")
+        )
     return catalog
 
 
@@ -223,8 +239,8 @@ def mo_catalog(path: Path) -> dict[str, str]:
     _revision, count, originals, translations = struct.unpack(order + "4I", data[4:20])
 
     def text(table: int, index: int) -> str:
-        length, offset = struct.unpack(order + "2I", data[table + 8 * index:table + 8 * index + 8])
-        return data[offset:offset + length].decode("utf-8")
+        length, offset = struct.unpack(order + "2I", data[table + 8 * index : table + 8 * index + 8])
+        return data[offset : offset + length].decode("utf-8")
 
     return {text(originals, i): text(translations, i) for i in range(count)}
 
@@ -264,8 +280,13 @@ def test_every_entry_is_translated_with_its_placeholders(language: str) -> None:
 
 
 #: Translation functions as the package calls them: name -> (singular arg, plural arg or None).
-GETTEXT_CALLS = {"_": (0, None), "gettext": (0, None), "gettext_lazy": (0, None),
-                 "ngettext": (0, 1), "ngettext_lazy": (0, 1)}
+GETTEXT_CALLS = {
+    "_": (0, None),
+    "gettext": (0, None),
+    "gettext_lazy": (0, None),
+    "ngettext": (0, 1),
+    "ngettext_lazy": (0, 1),
+}
 
 
 def source_messages() -> set[str]:
@@ -275,8 +296,12 @@ def source_messages() -> set[str]:
         if "migrations" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in GETTEXT_CALLS and node.args):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in GETTEXT_CALLS
+                and node.args
+            ):
                 continue
             singular, plural = GETTEXT_CALLS[node.func.id]
             texts = [node.args[i] for i in (singular, plural) if i is not None and i < len(node.args)]
@@ -309,8 +334,11 @@ ADMIN_LABELS = {
 @pytest.mark.parametrize("language", sorted(ADMIN_LABELS))
 def test_the_admin_changelist_is_translated(admin_client: Client, language: str) -> None:
     TaskResult.objects.create(
-        task_id="translated-row", status="SUCCESS", content_type="application/json",
-        content_encoding="utf-8", result="1",
+        task_id="translated-row",
+        status="SUCCESS",
+        content_type="application/json",
+        content_encoding="utf-8",
+        result="1",
     )
     with override_settings(LANGUAGE_CODE=language):
         response = admin_client.get(reverse("admin:django_celery_results_taskresult_changelist"))

@@ -20,8 +20,16 @@ from django_celery_results.models import TaskResult
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-STATES = [states.PENDING, states.RECEIVED, states.STARTED, states.RETRY, "PROGRESS",
-          states.SUCCESS, states.FAILURE, states.REVOKED]
+STATES = [
+    states.PENDING,
+    states.RECEIVED,
+    states.STARTED,
+    states.RETRY,
+    "PROGRESS",
+    states.SUCCESS,
+    states.FAILURE,
+    states.REVOKED,
+]
 
 
 def _value(state: str) -> Any:

@@ -69,7 +69,12 @@ def run_smoke(block: str, database: str) -> dict[str, Any]:
     env["PGDATABASE"] = database  # the test database pytest-django created
     completed = subprocess.run(
         [sys.executable, "-c", SMOKE.format(block=block)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -98,7 +103,8 @@ def test_backend_on_psycopg2() -> None:
 
 #: The ``psycopg2`` cells of tox.ini leave psycopg 3 out, so that Django uses psycopg2 throughout.
 needs_psycopg3 = pytest.mark.skipif(
-    importlib.util.find_spec("psycopg") is None, reason="psycopg 3 is not installed (a psycopg2 cell)",
+    importlib.util.find_spec("psycopg") is None,
+    reason="psycopg 3 is not installed (a psycopg2 cell)",
 )
 
 

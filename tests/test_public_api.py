@@ -29,7 +29,9 @@ def test_app_config() -> None:
         "django_celery_results.apps.CeleryResultConfig"
     )
     assert (config.name, config.label, str(config.verbose_name)) == (
-        "django_celery_results", "django_celery_results", "Celery Results",
+        "django_celery_results",
+        "django_celery_results",
+        "Celery Results",
     )
     assert config.default_auto_field == "django.db.models.AutoField"
     # The tables move to 64-bit ids in migration 0017; the app default stays as upstream's.
@@ -49,9 +51,21 @@ def test_backend_import_paths() -> None:
     from django_celery_results.backends.database import DatabaseBackend as Database2
 
     assert (CacheBackend, DatabaseBackend) == (Cache2, Database2)
-    for name in ("encode_content", "decode_content", "cleanup", "exception_safe_to_retry",
-                 "apply_chord", "on_chord_part_return", "store_result", "get_task_meta", "forget",
-                 "save_group", "restore_group", "delete_group", "task_result_exists"):
+    for name in (
+        "encode_content",
+        "decode_content",
+        "cleanup",
+        "exception_safe_to_retry",
+        "apply_chord",
+        "on_chord_part_return",
+        "store_result",
+        "get_task_meta",
+        "forget",
+        "save_group",
+        "restore_group",
+        "delete_group",
+        "task_result_exists",
+    ):
         assert callable(getattr(DatabaseBackend, name)), name
     for name in ("get", "set", "delete", "encode", "decode"):
         assert callable(getattr(CacheBackend, name)), name

@@ -60,18 +60,28 @@ def test_interleaved_state_writes_end_in_the_highest_precedence_state() -> None:
 
 
 def _callbacks(broker_dir: Path) -> list[Any]:
-    return drain(Connection("filesystem://", transport_options={
-        "data_folder_in": str(broker_dir), "data_folder_out": str(broker_dir),
-        "control_folder": str(broker_dir / "control"),
-    }))
+    return drain(
+        Connection(
+            "filesystem://",
+            transport_options={
+                "data_folder_in": str(broker_dir),
+                "data_folder_out": str(broker_dir),
+                "control_folder": str(broker_dir / "control"),
+            },
+        )
+    )
 
 
 @pytest.mark.parametrize("round_", range(3))
 def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: int) -> None:
-    app = make_app(broker_url="filesystem://", broker_transport_options={
-        "data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
-        "control_folder": str(tmp_path / "control"),
-    })
+    app = make_app(
+        broker_url="filesystem://",
+        broker_transport_options={
+            "data_folder_in": str(tmp_path),
+            "data_folder_out": str(tmp_path),
+            "control_folder": str(tmp_path / "control"),
+        },
+    )
     rng = random.Random(round_)
     group_id = celery_uuid()
     parts = [f"{group_id}-{index}" for index in range(500)]
@@ -88,8 +98,8 @@ def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: i
     rng.shuffle(deliveries)
     slices = [deliveries[i::PROCESSES] for i in range(PROCESSES)]
     counted = run_in_processes(
-        finish_parts, [(str(tmp_path), group_id, dict(callback), s, round_ * 10 + i)
-                       for i, s in enumerate(slices)],
+        finish_parts,
+        [(str(tmp_path), group_id, dict(callback), s, round_ * 10 + i) for i, s in enumerate(slices)],
     )
 
     assert sum(counted) == 550
@@ -100,21 +110,28 @@ def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: i
 
 
 def test_chord_with_a_failing_part_marks_the_callback_failed(tmp_path: Path) -> None:
-    app = make_app(broker_url="filesystem://", broker_transport_options={
-        "data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
-        "control_folder": str(tmp_path / "control"),
-    })
+    app = make_app(
+        broker_url="filesystem://",
+        broker_transport_options={
+            "data_folder_in": str(tmp_path),
+            "data_folder_out": str(tmp_path),
+            "control_folder": str(tmp_path / "control"),
+        },
+    )
     group_id = celery_uuid()
     parts = [f"{group_id}-{index}" for index in range(40)]
     callback = app.signature("proj.tasks.collect", task_id=celery_uuid())
     app.backend.apply_chord((group_id, [app.AsyncResult(p) for p in parts]), callback)
     failing = Context(id=parts[7], group=group_id, chord=callback, task="proj.part", delivery_info={})
-    app.backend.mark_as_failure(parts[7], KeyError("lost"), traceback="tb", request=failing,
-                                call_errbacks=False)
+    app.backend.mark_as_failure(
+        parts[7], KeyError("lost"), traceback="tb", request=failing, call_errbacks=False
+    )
     others = [p for p in parts if p != parts[7]]
 
-    run_in_processes(finish_parts, [(str(tmp_path), group_id, dict(callback), others[i::PROCESSES], i)
-                                    for i in range(PROCESSES)])
+    run_in_processes(
+        finish_parts,
+        [(str(tmp_path), group_id, dict(callback), others[i::PROCESSES], i) for i in range(PROCESSES)],
+    )
 
     assert _callbacks(tmp_path) == []
     outcome = app.AsyncResult(callback.id)

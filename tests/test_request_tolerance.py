@@ -23,20 +23,43 @@ from tests.strategies import json_values
 
 #: Attribute values a request may carry: right types, wrong types, and objects no serializer takes.
 odd_values = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(),
-    st.text(max_size=20), st.binary(max_size=10), st.lists(st.integers(), max_size=3),
-    st.dictionaries(st.text(max_size=5), json_values, max_size=3), st.builds(object),
-    st.builds(mock.Mock), st.builds(mock.MagicMock), json_values,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=20),
+    st.binary(max_size=10),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+    st.builds(object),
+    st.builds(mock.Mock),
+    st.builds(mock.MagicMock),
+    json_values,
 )
 
-FIELDS = ("task", "hostname", "periodic_task_name", "retries", "delivery_info", "argsrepr", "kwargsrepr",
-          "args", "kwargs", "meta", "children", "group", "parent_id")
+FIELDS = (
+    "task",
+    "hostname",
+    "periodic_task_name",
+    "retries",
+    "delivery_info",
+    "argsrepr",
+    "kwargsrepr",
+    "args",
+    "kwargs",
+    "meta",
+    "children",
+    "group",
+    "parent_id",
+)
 
 
 @pytest.mark.django_db
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(attributes=st.fixed_dictionaries({}, optional={name: odd_values for name in FIELDS}),
-       state=st.sampled_from([states.SUCCESS, states.STARTED, states.FAILURE]))
+@given(
+    attributes=st.fixed_dictionaries({}, optional={name: odd_values for name in FIELDS}),
+    state=st.sampled_from([states.SUCCESS, states.STARTED, states.FAILURE]),
+)
 def test_any_request_object_is_stored(backend: Any, attributes: dict[str, Any], state: str) -> None:
     task_id = uuid.uuid4().hex
     request = SimpleNamespace(id=task_id, **attributes)
@@ -69,7 +92,11 @@ def test_any_request_object_is_stored(backend: Any, attributes: dict[str, Any], 
 def test_a_mock_request_stores_the_result(backend: Any) -> None:
     # ignore_result and chord are read by Celery itself, before the backend sees the request.
     request = mock.Mock(
-        id="mocked", task="proj.add", delivery_info={"routing_key": "math"}, ignore_result=False, chord=None,
+        id="mocked",
+        task="proj.add",
+        delivery_info={"routing_key": "math"},
+        ignore_result=False,
+        chord=None,
     )
     backend.mark_as_done("mocked", 3, request=request)
     row = TaskResult.objects.get(task_id="mocked")

@@ -24,31 +24,43 @@ def _driver_errors() -> tuple[list[Exception], list[Exception]]:
     import importlib.util
 
     transient: list[Exception] = []
-    permanent: list[Exception] = [DataError("value too long"), IntegrityError("duplicate key"),
-                                  ValueError("not a database error")]
+    permanent: list[Exception] = [
+        DataError("value too long"),
+        IntegrityError("duplicate key"),
+        ValueError("not a database error"),
+    ]
     if importlib.util.find_spec("psycopg"):
         import psycopg
 
-        transient += [_wrapped(e) for e in (
-            psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
-            psycopg.errors.SerializationFailure("could not serialize access"),
-            psycopg.errors.DeadlockDetected("deadlock detected"),
-            psycopg.OperationalError("server closed the connection unexpectedly"),
-        )]
-        permanent += [_wrapped(psycopg.errors.StringDataRightTruncation("too long"), DataError),
-                      _wrapped(psycopg.errors.UniqueViolation("duplicate"), IntegrityError)]
+        transient += [
+            _wrapped(e)
+            for e in (
+                psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+                psycopg.errors.SerializationFailure("could not serialize access"),
+                psycopg.errors.DeadlockDetected("deadlock detected"),
+                psycopg.OperationalError("server closed the connection unexpectedly"),
+            )
+        ]
+        permanent += [
+            _wrapped(psycopg.errors.StringDataRightTruncation("too long"), DataError),
+            _wrapped(psycopg.errors.UniqueViolation("duplicate"), IntegrityError),
+        ]
     if importlib.util.find_spec("psycopg2"):
         import psycopg2
 
-        transient += [_wrapped(psycopg2.OperationalError("server closed the connection unexpectedly")),
-                      _wrapped(psycopg2.InterfaceError("connection already closed"))]
+        transient += [
+            _wrapped(psycopg2.OperationalError("server closed the connection unexpectedly")),
+            _wrapped(psycopg2.InterfaceError("connection already closed")),
+        ]
     if importlib.util.find_spec("MySQLdb"):
         import MySQLdb
 
         transient += [_wrapped(MySQLdb.OperationalError(code, "lost")) for code in (2006, 2013, 1213, 4031)]
-        permanent += [_wrapped(MySQLdb.DataError(1406, "Data too long for column"), DataError),
-                      _wrapped(MySQLdb.IntegrityError(1062, "Duplicate entry"), IntegrityError),
-                      _wrapped(MySQLdb.OperationalError(1054, "Unknown column"))]
+        permanent += [
+            _wrapped(MySQLdb.DataError(1406, "Data too long for column"), DataError),
+            _wrapped(MySQLdb.IntegrityError(1062, "Duplicate entry"), IntegrityError),
+            _wrapped(MySQLdb.OperationalError(1054, "Unknown column")),
+        ]
     import sqlite3
 
     transient.append(_wrapped(sqlite3.OperationalError("database is locked")))
@@ -91,8 +103,11 @@ def _kill_own_connection() -> None:
 
 @pytest.mark.engine("postgresql", "mysql")
 def test_lost_connection_is_retried_with_always_retry(celery_app_factory: Any) -> None:
-    app = celery_app_factory(result_backend_always_retry=True, result_backend_max_retries=3,
-                             result_backend_base_sleep_between_retries_ms=1)
+    app = celery_app_factory(
+        result_backend_always_retry=True,
+        result_backend_max_retries=3,
+        result_backend_base_sleep_between_retries_ms=1,
+    )
     _kill_own_connection()
     app.backend.store_result("after-kill", 1, states.SUCCESS)
     assert TaskResult.objects.get(task_id="after-kill").status == states.SUCCESS
@@ -129,7 +144,9 @@ def test_a_lost_connection_inside_a_transaction_is_reported(celery_app_factory: 
 @pytest.mark.engine("postgresql", "mysql")
 @pytest.mark.parametrize("celery_calls_hook", [True, False], ids=["celery>=5.7", "celery<5.7"])
 def test_broken_connection_is_reset_whatever_the_celery_version(
-    celery_app_factory: Any, monkeypatch: pytest.MonkeyPatch, celery_calls_hook: bool,
+    celery_app_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    celery_calls_hook: bool,
 ) -> None:
     """Celery < 5.7 has no retry hook: the backend then resets the connection itself.
 

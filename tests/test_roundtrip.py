@@ -15,8 +15,9 @@ from tests.strategies import json_values, pickle_values, safe_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 JSON_APP = {"result_serializer": "json", "accept_content": ["json"]}
 PICKLE_APP = {"result_serializer": "pickle", "accept_content": ["json", "pickle"]}
 
@@ -46,10 +47,15 @@ def test_pickle_results(backends: Any, value: Any) -> None:
 
 
 @SETTINGS
-@given(serializer=st.sampled_from(["json", "pickle"]), message=safe_text,
-       kind=st.sampled_from([ValueError, KeyError, RuntimeError]), traceback=st.text(max_size=200))
-def test_exceptions_and_tracebacks(backends: Any, serializer: str, message: str, kind: type[Exception],
-                                   traceback: str) -> None:
+@given(
+    serializer=st.sampled_from(["json", "pickle"]),
+    message=safe_text,
+    kind=st.sampled_from([ValueError, KeyError, RuntimeError]),
+    traceback=st.text(max_size=200),
+)
+def test_exceptions_and_tracebacks(
+    backends: Any, serializer: str, message: str, kind: type[Exception], traceback: str
+) -> None:
     backend = backends[serializer]
     task_id = celery_uuid()
     backend.mark_as_failure(task_id, kind(message), traceback=traceback)

@@ -98,16 +98,32 @@ def operations(app: Any, backend: Any, tag: str) -> list[tuple[str, str, Callabl
             backend.on_chord_part_return(request(part.id, group=chord_id, chord=body), states.SUCCESS, 1)
 
     return [
-        ("store STARTED", "write", lambda: backend.store_result(
-            task_id, {"pid": 1}, states.STARTED, request=request(task_id))),
-        ("store SUCCESS", "write", lambda: backend.store_result(
-            task_id, 42, states.SUCCESS, request=request(task_id))),
+        (
+            "store STARTED",
+            "write",
+            lambda: backend.store_result(task_id, {"pid": 1}, states.STARTED, request=request(task_id)),
+        ),
+        (
+            "store SUCCESS",
+            "write",
+            lambda: backend.store_result(task_id, 42, states.SUCCESS, request=request(task_id)),
+        ),
         ("get_task_meta", "read", lambda: backend.get_task_meta(task_id, cache=False)),
         ("TaskResult.objects.get_task", "read", lambda: TaskResult.objects.get_task(task_id)),
-        ("TaskResult.objects.store_result", "write", lambda: TaskResult.objects.store_result(
-            "application/json", "utf-8", f"{task_id}-2", "1", states.SUCCESS)),
-        ("save_group", "write", lambda: backend.save_group(
-            group_id, CeleryGroupResult(group_id, [AsyncResult(task_id, app=app)], app=app))),
+        (
+            "TaskResult.objects.store_result",
+            "write",
+            lambda: TaskResult.objects.store_result(
+                "application/json", "utf-8", f"{task_id}-2", "1", states.SUCCESS
+            ),
+        ),
+        (
+            "save_group",
+            "write",
+            lambda: backend.save_group(
+                group_id, CeleryGroupResult(group_id, [AsyncResult(task_id, app=app)], app=app)
+            ),
+        ),
         ("restore_group", "read", lambda: backend.restore_group(group_id, cache=False)),
         ("GroupResult.objects.get_group", "read", lambda: GroupResult.objects.get_group(group_id)),
         ("delete_group", "write", lambda: backend.delete_group(group_id)),
@@ -125,7 +141,9 @@ def operations(app: Any, backend: Any, tag: str) -> list[tuple[str, str, Callabl
 
 @pytest.mark.django_db(databases=["default", "replica"], transaction=True)
 def test_reads_go_to_the_replica_and_writes_to_the_primary(
-    app: Any, backend: Any, fired: list[Any],
+    app: Any,
+    backend: Any,
+    fired: list[Any],
 ) -> None:
     with routed(read="replica", write="default"):
         for name, kind, call in operations(app, backend, "rep"):
@@ -168,11 +186,19 @@ def test_cleanup_deletes_on_the_primary_only(app: Any, backend: Any) -> None:
 
 @pytest.mark.django_db(databases=["default", "other"], transaction=True)
 def test_results_in_another_database_never_touch_default(
-    app: Any, backend: Any, fired: list[Any], atomic_aliases: list[str | None],
+    app: Any,
+    backend: Any,
+    fired: list[Any],
+    atomic_aliases: list[str | None],
 ) -> None:
     # A decoy on "default" with the same task id: reading it would be a routing bug.
     TaskResult.objects.store_result(
-        "application/json", "utf-8", "oth-task", '"decoy"', states.SUCCESS, using="default",
+        "application/json",
+        "utf-8",
+        "oth-task",
+        '"decoy"',
+        states.SUCCESS,
+        using="default",
     )
     with routed(read="other", write="other"), capture("default") as queries:
         for name, _, call in operations(app, backend, "oth"):
@@ -208,7 +234,10 @@ def test_cleanup_in_another_database(app: Any, backend: Any, atomic_aliases: lis
 
 @pytest.mark.django_db(databases=["default", "other"], transaction=True)
 def test_chord_transactions_run_on_the_counters_alias(
-    app: Any, backend: Any, fired: list[Any], atomic_aliases: list[str | None],
+    app: Any,
+    backend: Any,
+    fired: list[Any],
+    atomic_aliases: list[str | None],
 ) -> None:
     parts = [AsyncResult(f"c-{i}", app=app) for i in range(3)]
     body = app.signature("tests.callback")

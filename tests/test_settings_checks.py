@@ -71,8 +71,9 @@ def assert_cites_the_docs(issue: checks.CheckMessage) -> None:
     path, section = match.groups()
     assert path.startswith(DOCS_BASE)
     lines = (ROOT / f"{path}.rst").read_text().replace("``", "").splitlines()
-    assert any(line == section and set(after) <= set("=-~") and after
-               for line, after in itertools.pairwise(lines)), (path, section)
+    assert any(
+        line == section and set(after) <= set("=-~") and after for line, after in itertools.pairwise(lines)
+    ), (path, section)
 
 
 # -- registration ---------------------------------------------------------------------------
@@ -92,8 +93,10 @@ def test_default_test_settings_produce_none() -> None:
 
 
 def test_a_plain_check_command_runs_them_and_fails_on_errors() -> None:
-    with override_settings(DJANGO_CELERY_RESULTS={"ALLOW_EDITS": "no"}), \
-            pytest.raises(SystemCheckError, match=f"{APP}.E002"):
+    with (
+        override_settings(DJANGO_CELERY_RESULTS={"ALLOW_EDITS": "no"}),
+        pytest.raises(SystemCheckError, match=f"{APP}.E002"),
+    ):
         call_command("check", stdout=StringIO(), stderr=StringIO())
 
 
@@ -125,23 +128,34 @@ def test_e001_when_the_options_are_not_a_dict() -> None:
 
 def test_the_known_keys_are_the_option_properties() -> None:
     assert set(OPTION_KEYS) == {
-        "ALLOW_EDITS", "PUBLIC_VIEWS", "VIEWS_ACCESS", "PENDING_ON_PUBLISH", "CLEANUP_BATCH_SIZE",
-        "WAITING_CHORD_EXPIRES", "MAX_RESULT_SIZE", "LISTEN_DATABASE",
+        "ALLOW_EDITS",
+        "PUBLIC_VIEWS",
+        "VIEWS_ACCESS",
+        "PENDING_ON_PUBLISH",
+        "CLEANUP_BATCH_SIZE",
+        "WAITING_CHORD_EXPIRES",
+        "MAX_RESULT_SIZE",
+        "LISTEN_DATABASE",
     }
     # Each key's property reads that very key: a value no property accepts makes it refuse.
     for key in OPTION_KEYS:
-        with override_settings(DJANGO_CELERY_RESULTS={key: object()}), \
-                pytest.raises(InvalidSetting, match=re.escape(f'["{key}"]')):
+        with (
+            override_settings(DJANGO_CELERY_RESULTS={key: object()}),
+            pytest.raises(InvalidSetting, match=re.escape(f'["{key}"]')),
+        ):
             getattr(AppSettings(strict=True), key.lower())
 
 
-@pytest.mark.parametrize(("key", "guess"), [
-    ("PUBLIC_VIEW", "PUBLIC_VIEWS"),
-    ("allow_edits", "ALLOW_EDITS"),
-    ("VIEW_ACCESS", "VIEWS_ACCESS"),
-    ("CLEANUP_BATCHSIZE", "CLEANUP_BATCH_SIZE"),
-    ("COMPLETELY_DIFFERENT", None),
-])
+@pytest.mark.parametrize(
+    ("key", "guess"),
+    [
+        ("PUBLIC_VIEW", "PUBLIC_VIEWS"),
+        ("allow_edits", "ALLOW_EDITS"),
+        ("VIEW_ACCESS", "VIEWS_ACCESS"),
+        ("CLEANUP_BATCHSIZE", "CLEANUP_BATCH_SIZE"),
+        ("COMPLETELY_DIFFERENT", None),
+    ],
+)
 def test_w006_for_an_unknown_key_with_a_guess(key: str, guess: str | None) -> None:
     issues = found(DJANGO_CELERY_RESULTS={key: True, "ALLOW_EDITS": False})
     assert ids(issues) == [(f"{APP}.W006", key)]
@@ -154,13 +168,26 @@ def test_w006_for_an_unknown_key_with_a_guess(key: str, guess: str | None) -> No
 # -- E002: values of the wrong type ----------------------------------------------------------------
 
 BAD_VALUES = [
-    ("ALLOW_EDITS", "no"), ("ALLOW_EDITS", 1), ("PUBLIC_VIEWS", "yes"), ("PENDING_ON_PUBLISH", "False"),
-    ("PENDING_ON_PUBLISH", None), ("CLEANUP_BATCH_SIZE", "lots"), ("CLEANUP_BATCH_SIZE", "1000"),
-    ("CLEANUP_BATCH_SIZE", True), ("CLEANUP_BATCH_SIZE", 2.5), ("CLEANUP_BATCH_SIZE", 0),
-    ("LISTEN_DATABASE", "no-such-alias"), ("LISTEN_DATABASE", 1),
-    ("CLEANUP_BATCH_SIZE", 10**7), ("WAITING_CHORD_EXPIRES", "7d"), ("WAITING_CHORD_EXPIRES", -1),
-    ("WAITING_CHORD_EXPIRES", float("nan")), ("WAITING_CHORD_EXPIRES", timedelta(seconds=-1)),
-    ("MAX_RESULT_SIZE", "4MB"), ("MAX_RESULT_SIZE", 0), ("MAX_RESULT_SIZE", 1.5),
+    ("ALLOW_EDITS", "no"),
+    ("ALLOW_EDITS", 1),
+    ("PUBLIC_VIEWS", "yes"),
+    ("PENDING_ON_PUBLISH", "False"),
+    ("PENDING_ON_PUBLISH", None),
+    ("CLEANUP_BATCH_SIZE", "lots"),
+    ("CLEANUP_BATCH_SIZE", "1000"),
+    ("CLEANUP_BATCH_SIZE", True),
+    ("CLEANUP_BATCH_SIZE", 2.5),
+    ("CLEANUP_BATCH_SIZE", 0),
+    ("LISTEN_DATABASE", "no-such-alias"),
+    ("LISTEN_DATABASE", 1),
+    ("CLEANUP_BATCH_SIZE", 10**7),
+    ("WAITING_CHORD_EXPIRES", "7d"),
+    ("WAITING_CHORD_EXPIRES", -1),
+    ("WAITING_CHORD_EXPIRES", float("nan")),
+    ("WAITING_CHORD_EXPIRES", timedelta(seconds=-1)),
+    ("MAX_RESULT_SIZE", "4MB"),
+    ("MAX_RESULT_SIZE", 0),
+    ("MAX_RESULT_SIZE", 1.5),
 ]
 
 
@@ -172,12 +199,20 @@ def test_e002_for_a_value_of_the_wrong_type(key: str, value: Any) -> None:
     assert f'DJANGO_CELERY_RESULTS["{key}"]' in issues[0].msg
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("ALLOW_EDITS", True), ("PUBLIC_VIEWS", False), ("PENDING_ON_PUBLISH", True),
-    ("CLEANUP_BATCH_SIZE", 1), ("CLEANUP_BATCH_SIZE", 1_000_000), ("WAITING_CHORD_EXPIRES", 0),
-    ("WAITING_CHORD_EXPIRES", 3600.5), ("WAITING_CHORD_EXPIRES", timedelta(days=30)),
-    ("MAX_RESULT_SIZE", 1024),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ALLOW_EDITS", True),
+        ("PUBLIC_VIEWS", False),
+        ("PENDING_ON_PUBLISH", True),
+        ("CLEANUP_BATCH_SIZE", 1),
+        ("CLEANUP_BATCH_SIZE", 1_000_000),
+        ("WAITING_CHORD_EXPIRES", 0),
+        ("WAITING_CHORD_EXPIRES", 3600.5),
+        ("WAITING_CHORD_EXPIRES", timedelta(days=30)),
+        ("MAX_RESULT_SIZE", 1024),
+    ],
+)
 def test_no_e002_for_a_good_value(key: str, value: Any) -> None:
     assert found(DJANGO_CELERY_RESULTS={key: value}) == []
 
@@ -187,15 +222,21 @@ def test_a_boolean_that_is_not_a_bool_reads_as_false(value: Any) -> None:
     options = {"ALLOW_EDITS": value, "PUBLIC_VIEWS": value, "PENDING_ON_PUBLISH": value}
     with override_settings(DJANGO_CELERY_RESULTS=options):
         assert (app_settings.allow_edits, app_settings.public_views, app_settings.pending_on_publish) == (
-            False, False, False,
+            False,
+            False,
+            False,
         )
         assert app_settings.views_access == "authenticated"
 
 
 def test_sizes_that_are_not_numbers_are_refused_or_replaced() -> None:
-    with override_settings(DJANGO_CELERY_RESULTS={
-        "CLEANUP_BATCH_SIZE": "lots", "WAITING_CHORD_EXPIRES": "7d", "MAX_RESULT_SIZE": "4MB",
-    }):
+    with override_settings(
+        DJANGO_CELERY_RESULTS={
+            "CLEANUP_BATCH_SIZE": "lots",
+            "WAITING_CHORD_EXPIRES": "7d",
+            "MAX_RESULT_SIZE": "4MB",
+        }
+    ):
         # A cleanup must not guess how much to delete, nor when to give up a chord ...
         with pytest.raises(ValueError, match="CLEANUP_BATCH_SIZE"):
             app_settings.cleanup_batch_size  # noqa: B018
@@ -237,10 +278,20 @@ def test_a_bad_id_length_still_imports_the_models_and_fails_the_check(tmp_path: 
         "from django.core.management import call_command\n"
         "call_command('check')\n"
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bad_length_settings",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bad_length_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert "length 255" in done.stdout, done.stderr
     assert done.returncode != 0
     assert f"{APP}.E003" in done.stderr and "'abc'" in done.stderr
@@ -249,17 +300,20 @@ def test_a_bad_id_length_still_imports_the_models_and_fails_the_check(tmp_path: 
 # -- E004: VIEWS_ACCESS ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "said"), [
-    ("tests.no_such_module.rule", "cannot be imported (ModuleNotFoundError"),
-    ("tests.test_settings_checks.no_such_rule", "cannot be imported (ImportError"),
-    ("tests.test_settings_checks.NOT_CALLABLE", "not callable (str)"),
-    ("tests.test_settings_checks.one_argument_rule", "rule(request, kind, id)"),
-    ("staf", "Did you mean 'staff'?"),
-    ("Public", "Did you mean 'public'?"),
-    ("anyone", "neither one of"),
-    (42, "must be a string"),
-    (True, "must be a string"),
-])
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("tests.no_such_module.rule", "cannot be imported (ModuleNotFoundError"),
+        ("tests.test_settings_checks.no_such_rule", "cannot be imported (ImportError"),
+        ("tests.test_settings_checks.NOT_CALLABLE", "not callable (str)"),
+        ("tests.test_settings_checks.one_argument_rule", "rule(request, kind, id)"),
+        ("staf", "Did you mean 'staff'?"),
+        ("Public", "Did you mean 'public'?"),
+        ("anyone", "neither one of"),
+        (42, "must be a string"),
+        (True, "must be a string"),
+    ],
+)
 def test_e004_for_a_views_access_that_names_no_rule(value: Any, said: str) -> None:
     issues = found(DJANGO_CELERY_RESULTS={"VIEWS_ACCESS": value})
     assert ids(issues) == [(f"{APP}.E004", "VIEWS_ACCESS")]
@@ -267,9 +321,16 @@ def test_e004_for_a_views_access_that_names_no_rule(value: Any, said: str) -> No
     assert "refuse every request" in issues[0].msg
 
 
-@pytest.mark.parametrize("value", [
-    None, "authenticated", "staff", "public", "tests.test_settings_checks.allow_all",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "authenticated",
+        "staff",
+        "public",
+        "tests.test_settings_checks.allow_all",
+    ],
+)
 def test_no_e004_for_a_mode_or_a_rule(value: str | None) -> None:
     assert found(DJANGO_CELERY_RESULTS={"VIEWS_ACCESS": value}) == []
 
@@ -289,8 +350,11 @@ SITE_LOCMEM = {"BACKEND": "tests.test_settings_checks.SiteLocMemCache"}
 
 
 def test_e005_for_a_cache_alias_caches_does_not_define() -> None:
-    issues = found(CELERY_RESULT_BACKEND="django-cache", CELERY_CACHE_BACKEND="results-cache",
-                   CACHES={"default": FILES, "shared": REDIS})
+    issues = found(
+        CELERY_RESULT_BACKEND="django-cache",
+        CELERY_CACHE_BACKEND="results-cache",
+        CACHES={"default": FILES, "shared": REDIS},
+    )
     assert ids(issues) == [(f"{APP}.E005", "CELERY_CACHE_BACKEND")]
     assert "'results-cache'" in issues[0].msg
     assert "'default', 'shared'" in str(issues[0].hint)
@@ -298,8 +362,11 @@ def test_e005_for_a_cache_alias_caches_does_not_define() -> None:
 
 @pytest.mark.parametrize("cache", [LOCMEM, DUMMY, SITE_LOCMEM])
 def test_w005_for_a_per_process_cache(cache: dict[str, str]) -> None:
-    issues = found(CELERY_RESULT_BACKEND="django-cache", CELERY_CACHE_BACKEND="results",
-                   CACHES={"default": FILES, "results": cache})
+    issues = found(
+        CELERY_RESULT_BACKEND="django-cache",
+        CELERY_CACHE_BACKEND="results",
+        CACHES={"default": FILES, "results": cache},
+    )
     assert ids(issues) == [(f"{APP}.W005", "CELERY_CACHE_BACKEND")]
     assert cache["BACKEND"].rsplit(".", 1)[-1] in issues[0].msg
 
@@ -310,22 +377,29 @@ def test_w005_for_the_default_alias_when_no_cache_backend_is_named() -> None:
     assert "'default'" in issues[0].msg
 
 
-@pytest.mark.parametrize("backend", [
-    "django-cache://", "django_celery_results.backends:CacheBackend",
-    "django_celery_results.backends.cache.CacheBackend",
-])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django-cache://",
+        "django_celery_results.backends:CacheBackend",
+        "django_celery_results.backends.cache.CacheBackend",
+    ],
+)
 def test_every_name_of_the_cache_backend_is_checked(backend: str) -> None:
     issues = found(CELERY_RESULT_BACKEND=backend, CACHES={"default": DUMMY})
     assert [i.id for i in issues] == [f"{APP}.W005"]
 
 
-@pytest.mark.parametrize(("backend", "caches"), [
-    ("django-cache", {"default": FILES}),
-    ("django-cache", {"default": REDIS}),
-    ("django-db", {"default": LOCMEM}),
-    ("redis://127.0.0.1:6379/0", {"default": DUMMY}),
-    ("django-db", {"other": REDIS}),  # no "default" cache: only the cache backend would need one
-])
+@pytest.mark.parametrize(
+    ("backend", "caches"),
+    [
+        ("django-cache", {"default": FILES}),
+        ("django-cache", {"default": REDIS}),
+        ("django-db", {"default": LOCMEM}),
+        ("redis://127.0.0.1:6379/0", {"default": DUMMY}),
+        ("django-db", {"other": REDIS}),  # no "default" cache: only the cache backend would need one
+    ],
+)
 def test_no_cache_issue_for_a_shared_cache_or_another_backend(backend: str, caches: dict[str, Any]) -> None:
     assert found(CELERY_RESULT_BACKEND=backend, CACHES=caches) == []
 
@@ -350,14 +424,18 @@ WITHOUT_AUTHENTICATION = [
 ]
 
 
-@pytest.mark.parametrize(("options", "who"), [
-    ({}, "authenticated"),
-    ({"VIEWS_ACCESS": "authenticated"}, "authenticated"),
-    ({"VIEWS_ACCESS": "staff"}, "staff"),
-    ({"PUBLIC_VIEWS": True, "VIEWS_ACCESS": "staff"}, "staff"),
-])
+@pytest.mark.parametrize(
+    ("options", "who"),
+    [
+        ({}, "authenticated"),
+        ({"VIEWS_ACCESS": "authenticated"}, "authenticated"),
+        ({"VIEWS_ACCESS": "staff"}, "staff"),
+        ({"PUBLIC_VIEWS": True, "VIEWS_ACCESS": "staff"}, "staff"),
+    ],
+)
 def test_w007_when_the_views_need_users_and_no_middleware_sets_them(
-    options: dict[str, Any], who: str,
+    options: dict[str, Any],
+    who: str,
 ) -> None:
     issues = found(MIDDLEWARE=WITHOUT_AUTHENTICATION, DJANGO_CELERY_RESULTS=options)
     assert ids(issues) == [(f"{APP}.W007", "MIDDLEWARE")]
@@ -365,15 +443,19 @@ def test_w007_when_the_views_need_users_and_no_middleware_sets_them(
     assert "AuthenticationMiddleware" in str(issues[0].hint)
 
 
-@pytest.mark.parametrize(("middleware", "options"), [
-    (WITHOUT_AUTHENTICATION, {"PUBLIC_VIEWS": True}),
-    (WITHOUT_AUTHENTICATION, {"VIEWS_ACCESS": "public"}),
-    # A rule of the site's own may authenticate some other way (a token, say).
-    (WITHOUT_AUTHENTICATION, {"VIEWS_ACCESS": "tests.test_settings_checks.allow_all"}),
-    ([*WITHOUT_AUTHENTICATION, "tests.test_settings_checks.SiteAuthenticationMiddleware"], {}),
-])
+@pytest.mark.parametrize(
+    ("middleware", "options"),
+    [
+        (WITHOUT_AUTHENTICATION, {"PUBLIC_VIEWS": True}),
+        (WITHOUT_AUTHENTICATION, {"VIEWS_ACCESS": "public"}),
+        # A rule of the site's own may authenticate some other way (a token, say).
+        (WITHOUT_AUTHENTICATION, {"VIEWS_ACCESS": "tests.test_settings_checks.allow_all"}),
+        ([*WITHOUT_AUTHENTICATION, "tests.test_settings_checks.SiteAuthenticationMiddleware"], {}),
+    ],
+)
 def test_no_w007_when_the_views_need_no_user_or_one_is_set(
-    middleware: list[str], options: dict[str, Any],
+    middleware: list[str],
+    options: dict[str, Any],
 ) -> None:
     assert found(MIDDLEWARE=middleware, DJANGO_CELERY_RESULTS=options) == []
 
@@ -387,7 +469,8 @@ def test_several_problems_are_all_reported_in_order() -> None:
     issues = found(
         DJANGO_CELERY_RESULTS={"ALLOW_EDIT": True, "PUBLIC_VIEWS": "yes", "VIEWS_ACCESS": "nobody"},
         DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH="abc",
-        CELERY_RESULT_BACKEND="django-cache", CACHES={"default": DUMMY},
+        CELERY_RESULT_BACKEND="django-cache",
+        CACHES={"default": DUMMY},
         MIDDLEWARE=WITHOUT_AUTHENTICATION,
     )
     assert [i.id for i in issues] == [f"{APP}.{n}" for n in ("W006", "E002", "E003", "E004", "W005")]

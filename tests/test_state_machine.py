@@ -26,8 +26,15 @@ from django_celery_results.models import TaskResult
 from tests.conftest import make_app
 from tests.strategies import json_values
 
-STATES = [states.PENDING, states.STARTED, states.RETRY, "PROGRESS", states.SUCCESS, states.FAILURE,
-          states.REVOKED]
+STATES = [
+    states.PENDING,
+    states.STARTED,
+    states.RETRY,
+    "PROGRESS",
+    states.SUCCESS,
+    states.FAILURE,
+    states.REVOKED,
+]
 
 
 class BackendMachine(RuleBasedStateMachine):
@@ -126,17 +133,26 @@ class BackendMachine(RuleBasedStateMachine):
 
     @invariant()
     def rows_match_the_model(self) -> None:
-        stored = set(TaskResult.objects.filter(task_id__startswith=self.prefix)
-                     .values_list("task_id", flat=True))
+        stored = set(
+            TaskResult.objects.filter(task_id__startswith=self.prefix).values_list("task_id", flat=True)
+        )
         assert stored == set(self.tasks)
-        saved = set(GroupResultModel.objects.filter(group_id__startswith=self.prefix)
-                    .values_list("group_id", flat=True))
+        saved = set(
+            GroupResultModel.objects.filter(group_id__startswith=self.prefix).values_list(
+                "group_id", flat=True
+            )
+        )
         assert saved == set(self.groups)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_backend_follows_its_rules() -> None:
-    run_state_machine_as_test(BackendMachine, settings=settings(
-        max_examples=60, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    ))
+    run_state_machine_as_test(
+        BackendMachine,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

@@ -40,8 +40,16 @@ BIG_TABLE_ROWS = 20_000
 def request(task_id: str, **extra: Any) -> Context:
     """The request a worker passes with ``result_extended``."""
     return Context(
-        id=task_id, task="tests.add", args=[1, 2], kwargs={}, argsrepr="(1, 2)", kwargsrepr="{}",
-        hostname="celery@test", delivery_info={"routing_key": "celery"}, retries=0, **extra,
+        id=task_id,
+        task="tests.add",
+        args=[1, 2],
+        kwargs={},
+        argsrepr="(1, 2)",
+        kwargsrepr="{}",
+        hostname="celery@test",
+        delivery_info={"routing_key": "celery"},
+        retries=0,
+        **extra,
     )
 
 
@@ -227,8 +235,11 @@ def explain_text(sql: str) -> str:
 def reads_by_date_done(sent: list[str]) -> list[str]:
     """The SELECTs of the task table that filter or order on ``date_done``."""
     return [
-        sql for sql in sent
-        if sql.lstrip().upper().startswith("SELECT") and TABLE in sql and "date_done" in sql
+        sql
+        for sql in sent
+        if sql.lstrip().upper().startswith("SELECT")
+        and TABLE in sql
+        and "date_done" in sql
         and "COUNT(" not in sql.upper()
     ]
 
@@ -245,7 +256,8 @@ def assert_date_done_index(queries: list[str]) -> None:
 
 
 def test_cleanup_finds_expired_results_through_the_date_done_index(
-    app: Any, planner_prefers_indexes: None,
+    app: Any,
+    planner_prefers_indexes: None,
 ) -> None:
     insert_task_rows(expired=BIG_TABLE_ROWS // 10, fresh=BIG_TABLE_ROWS)
     analyze()
@@ -258,7 +270,8 @@ def test_cleanup_finds_expired_results_through_the_date_done_index(
 
 
 def test_admin_changelist_reads_the_newest_rows_through_the_date_done_index(
-    admin_client: Client, planner_prefers_indexes: None,
+    admin_client: Client,
+    planner_prefers_indexes: None,
 ) -> None:
     insert_task_rows(expired=0, fresh=BIG_TABLE_ROWS)
     analyze()
@@ -284,7 +297,8 @@ TASK_ID_INDEXES = {
 
 
 def test_get_task_meta_and_a_join_poll_read_through_the_task_id_index(
-    backend: Any, planner_prefers_indexes: None,
+    backend: Any,
+    planner_prefers_indexes: None,
 ) -> None:
     # PostgreSQL walks the status index for 200 ready rows among 20,000 finished
     # ones; among 100,000 (still a small table) it looks the ids up, as on real tables.

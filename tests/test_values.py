@@ -30,13 +30,16 @@ from tests.conftest import make_app
 from tests.strategies import any_text
 
 PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 ID_LIMIT = TaskResult._meta.get_field("task_id").max_length
 
 #: Every exception class this package defines.
 OWN_EXCEPTIONS = [
-    value for value in vars(exceptions).values()
+    value
+    for value in vars(exceptions).values()
     if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == exceptions.__name__
 ] + [TxIsolationWarning]
 
@@ -51,11 +54,14 @@ def constructor_fields(kind: type[Exception]) -> list[str]:
 @pytest.mark.parametrize("kind", OWN_EXCEPTIONS, ids=lambda kind: kind.__name__)
 @given(data=st.data())
 def test_every_exception_survives_pickle_and_celerys_json_form(
-    kind: type[Exception], data: st.DataObject,
+    kind: type[Exception],
+    data: st.DataObject,
 ) -> None:
     names = constructor_fields(kind)
-    values = [data.draw(any_text if name in ("model", "field", "value") else st.integers(0, 2**40))
-              for name in names] or [data.draw(any_text)]
+    values = [
+        data.draw(any_text if name in ("model", "field", "value") else st.integers(0, 2**40))
+        for name in names
+    ] or [data.draw(any_text)]
     error = kind(*values)
     app = make_app(result_serializer="json")
     as_json = app.backend.exception_to_python(json.loads(json.dumps(app.backend.prepare_exception(error))))
@@ -85,11 +91,28 @@ def description_read_back(stored: str | None, given_value: str, limit: int) -> N
 
 @pytest.mark.django_db
 @PROPERTY
-@given(name=any_text, worker=any_text, periodic=any_text, queue=any_text, args=any_text,
-       message=any_text, traceback=any_text, note=any_text, long=st.booleans())
+@given(
+    name=any_text,
+    worker=any_text,
+    periodic=any_text,
+    queue=any_text,
+    args=any_text,
+    message=any_text,
+    traceback=any_text,
+    note=any_text,
+    long=st.booleans(),
+)
 def test_any_text_in_any_column_is_stored_and_read_back(
-    backend: Any, name: str, worker: str, periodic: str, queue: str, args: str, message: str,
-    traceback: str, note: str, long: bool,
+    backend: Any,
+    name: str,
+    worker: str,
+    periodic: str,
+    queue: str,
+    args: str,
+    message: str,
+    traceback: str,
+    note: str,
+    long: bool,
 ) -> None:
     from celery.app.task import Context
 
@@ -97,8 +120,15 @@ def test_any_text_in_any_column_is_stored_and_read_back(
         name, worker, periodic, queue = (value * 30 + "!" for value in (name, worker, periodic, queue))
     task_id = uuid.uuid4().hex
     request = Context(
-        id=task_id, task=name, hostname=worker, periodic_task_name=periodic, argsrepr=args,
-        kwargsrepr=message, delivery_info={"routing_key": queue}, retries=1, meta={"note": note},
+        id=task_id,
+        task=name,
+        hostname=worker,
+        periodic_task_name=periodic,
+        argsrepr=args,
+        kwargsrepr=message,
+        delivery_info={"routing_key": queue},
+        retries=1,
+        meta={"note": note},
     )
     backend.mark_as_failure(task_id, ValueError(message), traceback=traceback, request=request)
 
@@ -109,8 +139,12 @@ def test_any_text_in_any_column_is_stored_and_read_back(
     # high and a low surrogate into one character): the storage itself adds no change.
     assert isinstance(meta["result"], ValueError) and meta["result"].args == (via_json(message),)
     assert (meta["args"], meta["kwargs"], meta["note"]) == (via_json(args), via_json(message), via_json(note))
-    described = (("name", name, "task_name"), ("worker", worker, "worker"),
-                 ("periodic_task_name", periodic, "periodic_task_name"), ("queue", queue, "queue"))
+    described = (
+        ("name", name, "task_name"),
+        ("worker", worker, "worker"),
+        ("periodic_task_name", periodic, "periodic_task_name"),
+        ("queue", queue, "queue"),
+    )
     for key, value, field in described:
         description_read_back(meta[key], value, TaskResult._meta.get_field(field).max_length)
 
@@ -123,8 +157,10 @@ def test_any_text_in_any_column_is_stored_and_read_back(
 @given(suffix=any_text, repeat=st.sampled_from([1, 1, 20]))
 def test_any_id_is_stored_exactly_or_refused_before_any_query(backend: Any, suffix: str, repeat: int) -> None:
     task_id = uuid.uuid4().hex + suffix * repeat
-    storable = len(task_id) <= ID_LIMIT and "\x00" not in task_id and not any(
-        0xD800 <= ord(c) <= 0xDFFF for c in task_id
+    storable = (
+        len(task_id) <= ID_LIMIT
+        and "\x00" not in task_id
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in task_id)
     )
     group = CeleryGroupResult(task_id, [], app=backend.app)
     if storable:
@@ -142,11 +178,14 @@ def test_any_id_is_stored_exactly_or_refused_before_any_query(backend: Any, suff
     before = TaskResult.objects.count()
     backend.mark_as_done(task_id, 7)  # a worker's store: logged, nothing stored, nothing raised
     assert TaskResult.objects.count() == before
-    for call in (lambda: backend.get_task_meta(task_id, cache=False), lambda: backend.forget(task_id),
-                 lambda: TaskResult.objects.get_task(task_id), lambda: backend.save_group(task_id, group),
-                 lambda: backend.restore_group(task_id, cache=False),
-                 lambda: TaskResult.objects.store_result("application/json", "utf-8", task_id, "1",
-                                                         states.SUCCESS)):
+    for call in (
+        lambda: backend.get_task_meta(task_id, cache=False),
+        lambda: backend.forget(task_id),
+        lambda: TaskResult.objects.get_task(task_id),
+        lambda: backend.save_group(task_id, group),
+        lambda: backend.restore_group(task_id, cache=False),
+        lambda: TaskResult.objects.store_result("application/json", "utf-8", task_id, "1", states.SUCCESS),
+    ):
         with pytest.raises(refusal) as raised:
             call()
         assert raised.value.field in ("task_id", "group_id")
@@ -173,7 +212,9 @@ def test_a_surrogate_in_an_exception_message_keeps_the_failure(backend: Any) -> 
 
 @pytest.mark.django_db
 def test_a_shortened_description_is_logged_once_per_column(
-    backend: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    backend: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from celery.app.task import Context
 
@@ -196,7 +237,10 @@ def test_store_result_returns_the_row_as_the_database_holds_it() -> None:
     # A late progress state: the rule keeps SUCCESS, and the caller is told so.
     returned = manager.store_result("application/json", "utf-8", "kept", None, states.STARTED, worker="w2")
     assert (returned.pk is not None, returned.status, returned.result, returned.worker) == (
-        True, states.SUCCESS, '"done"', "w1",
+        True,
+        states.SUCCESS,
+        '"done"',
+        "w1",
     )
     assert returned == manager.get(task_id="kept")
 

@@ -89,8 +89,12 @@ def test_task_views(user_client: Client, celery_default: Any) -> None:
 
 
 def test_unknown_ids_answer_404_json(user_client: Client, celery_default: Any) -> None:
-    for name in ("celery-is_task_successful", "celery-task_status",
-                 "celery-is_group_successful", "celery-group_status"):
+    for name in (
+        "celery-is_task_successful",
+        "celery-task_status",
+        "celery-is_group_successful",
+        "celery-group_status",
+    ):
         response = user_client.get(reverse(name, args=["missing-id"]))
         assert response.status_code == 404, name
         assert response.json()["id"] == "missing-id"
@@ -131,9 +135,15 @@ def test_group_views(staff_client: Client, celery_default: Any) -> None:
     GroupResult("grp", [AsyncResult("m1"), AsyncResult("m2")], app=celery_default).save(backend=backend)
 
     done = staff_client.get(reverse("celery-is_group_successful", args=["grp"])).json()
-    assert done == {"group": {"id": "grp", "results": [
-        {"id": "m1", "executed": True}, {"id": "m2", "executed": False},
-    ]}}
+    assert done == {
+        "group": {
+            "id": "grp",
+            "results": [
+                {"id": "m1", "executed": True},
+                {"id": "m2", "executed": False},
+            ],
+        }
+    }
     status = staff_client.get(reverse("celery-group_status", args=["grp"])).json()["group"]
     assert status["results"][0] == {"id": "m1", "result": 1, "status": states.SUCCESS}
     assert status["results"][1]["status"] == states.FAILURE
@@ -200,15 +210,21 @@ json_with_non_finite = st.recursive(
 ).filter(has_non_finite)
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    (float("inf"), "Infinity"),
-    (float("-inf"), "-Infinity"),
-    (float("nan"), "NaN"),
-    ({"x": [1.0, float("inf")]}, {"x": [1.0, "Infinity"]}),
-    ([{"deep": [[float("-inf"), float("nan")]]}, 2.5], [{"deep": [["-Infinity", "NaN"]]}, 2.5]),
-])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (float("inf"), "Infinity"),
+        (float("-inf"), "-Infinity"),
+        (float("nan"), "NaN"),
+        ({"x": [1.0, float("inf")]}, {"x": [1.0, "Infinity"]}),
+        ([{"deep": [[float("-inf"), float("nan")]]}, 2.5], [{"deep": [["-Infinity", "NaN"]]}, 2.5]),
+    ],
+)
 def test_non_finite_floats_are_sent_as_strings(
-    user_client: Client, celery_default: Any, value: Any, shown: Any,
+    user_client: Client,
+    celery_default: Any,
+    value: Any,
+    shown: Any,
 ) -> None:
     backend = celery_default.backend
     backend.mark_as_done("odd", value)
@@ -224,7 +240,9 @@ def test_non_finite_floats_are_sent_as_strings(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=json_with_non_finite)
 def test_any_stored_json_answers_strict_json_in_the_documented_form(
-    user_client: Client, celery_default: Any, value: Any,
+    user_client: Client,
+    celery_default: Any,
+    value: Any,
 ) -> None:
     backend = celery_default.backend
     task_id, group_id = f"t-{uuid.uuid4()}", f"g-{uuid.uuid4()}"
@@ -239,12 +257,17 @@ def test_any_stored_json_answers_strict_json_in_the_documented_form(
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=st.recursive(
-    st.none() | st.booleans() | st.integers() | safe_text | st.floats() | st.sampled_from(NON_FINITE),
-    lambda children: st.lists(children, max_size=4) | st.tuples(children, children)
-    | st.dictionaries(safe_text, children, max_size=4),
-    max_leaves=16,
-))
+@given(
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers() | safe_text | st.floats() | st.sampled_from(NON_FINITE),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.tuples(children, children)
+            | st.dictionaries(safe_text, children, max_size=4)
+        ),
+        max_leaves=16,
+    )
+)
 def test_json_safe_values_encode_strictly_and_keep_their_documented_form(value: Any) -> None:
     safe = views._json_safe(value)
     assert json.loads(json.dumps(safe, allow_nan=False)) == documented(value)
@@ -274,12 +297,16 @@ UNREADABLE_ROWS = {
     "failure-without-exc-type": (states.FAILURE, JSON, '{"exc_message": ["boom"]}', "exception type"),
     "failure-not-a-mapping": (states.FAILURE, JSON, '"boom"', "ValueError"),
     "failure-not-an-exception": (
-        states.FAILURE, JSON, '{"exc_type": "system", "exc_module": "os", "exc_message": "id"}',
+        states.FAILURE,
+        JSON,
+        '{"exc_type": "system", "exc_module": "os", "exc_message": "id"}',
         "SecurityError",
     ),
     "garbage": (states.SUCCESS, JSON, "{not json", "DecodeError"),
     "pickle-not-accepted": (
-        states.SUCCESS, PICKLE, base64.b64encode(pickle.dumps(LoudWhenUnpickled())).decode(),
+        states.SUCCESS,
+        PICKLE,
+        base64.b64encode(pickle.dumps(LoudWhenUnpickled())).decode(),
         "application/x-python-serialize",
     ),
 }
@@ -294,7 +321,9 @@ def add_unreadable(task_id: str, case: str) -> str:
 
 @pytest.mark.parametrize("case", sorted(UNREADABLE_ROWS))
 def test_a_row_that_cannot_be_read_answers_its_status_and_an_error(
-    user_client: Client, celery_default: Any, case: str,
+    user_client: Client,
+    celery_default: Any,
+    case: str,
 ) -> None:
     status = add_unreadable("unreadable", case)
     named = UNREADABLE_ROWS[case][3]
@@ -307,15 +336,23 @@ def test_a_row_that_cannot_be_read_answers_its_status_and_an_error(
     assert task == {"id": "unreadable", "status": status, "result": None, "error": task["error"]}
     assert task["error"].startswith("stored result cannot be read") and named in task["error"]
     assert len(task["error"]) <= views.REASON_WIDTH
-    assert strict_json(done) == {"task": {
-        "id": "unreadable", "executed": status == states.SUCCESS, "error": task["error"],
-    }}
+    assert strict_json(done) == {
+        "task": {
+            "id": "unreadable",
+            "executed": status == states.SUCCESS,
+            "error": task["error"],
+        }
+    }
     assert UNPICKLED == []
 
 
 def test_an_unreadable_failure_has_no_made_up_exception(staff_client: Client, celery_default: Any) -> None:
     TaskResult.objects.create(
-        task_id="bad-failure", status=states.FAILURE, result='{"exc_message": "x"}', traceback="tb", **JSON,
+        task_id="bad-failure",
+        status=states.FAILURE,
+        result='{"exc_message": "x"}',
+        traceback="tb",
+        **JSON,
     )
     task = strict_json(staff_client.get(reverse("celery-task_status", args=["bad-failure"])))["task"]
     assert set(task) == {"id", "status", "result", "error"}
@@ -345,12 +382,18 @@ def test_an_unreadable_member_does_not_spoil_its_group(staff_client: Client, cel
     ]
 
 
-@pytest.mark.parametrize(("content", "text"), [
-    (JSON, "[not json"),
-    (PICKLE, base64.b64encode(pickle.dumps(LoudWhenUnpickled())).decode()),
-])
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        (JSON, "[not json"),
+        (PICKLE, base64.b64encode(pickle.dumps(LoudWhenUnpickled())).decode()),
+    ],
+)
 def test_an_unreadable_group_row_answers_an_error(
-    user_client: Client, celery_default: Any, content: dict[str, str], text: str,
+    user_client: Client,
+    celery_default: Any,
+    content: dict[str, str],
+    text: str,
 ) -> None:
     GroupResultRow.objects.create(group_id="bad-group", result=text, **content)
     for name in ("celery-group_status", "celery-is_group_successful"):
@@ -401,8 +444,12 @@ def test_ids_no_row_can_have_answer_404_like_unknown_ones(celery_default: Any, k
 
 
 def test_a_too_long_id_in_the_url_answers_404(user_client: Client, celery_default: Any) -> None:
-    for name in ("celery-is_task_successful", "celery-task_status",
-                 "celery-is_group_successful", "celery-group_status"):
+    for name in (
+        "celery-is_task_successful",
+        "celery-task_status",
+        "celery-is_group_successful",
+        "celery-group_status",
+    ):
         response = user_client.get(reverse(name, args=["x" * 300]))
         assert response.status_code == 404, name
         assert strict_json(response)["id"] == "x" * 300, name

@@ -110,9 +110,14 @@ def answer_for(name: str, ident: str, value: int = 1) -> dict[str, Any]:
         "celery-is_task_successful": {"task": {"id": ident, "executed": True}},
         "celery-task_status": {"task": {"id": ident, "status": states.SUCCESS, "result": value}},
         "celery-is_group_successful": {"group": {"id": ident, "results": [{"id": task, "executed": True}]}},
-        "celery-group_status": {"group": {"id": ident, "results": [
-            {"id": task, "result": value, "status": states.SUCCESS},
-        ]}},
+        "celery-group_status": {
+            "group": {
+                "id": ident,
+                "results": [
+                    {"id": task, "result": value, "status": states.SUCCESS},
+                ],
+            }
+        },
     }[name]
 
 
@@ -144,7 +149,10 @@ ACCESS_MODES: dict[str, tuple[dict[str, Any], dict[str, str | None]]] = {
 @pytest.mark.parametrize("name", sorted(VIEWS))
 @pytest.mark.parametrize("mode", sorted(ACCESS_MODES))
 def test_every_view_in_every_access_mode(
-    stored: Any, clients: dict[str, Client], mode: str, name: str,
+    stored: Any,
+    clients: dict[str, Client],
+    mode: str,
+    name: str,
 ) -> None:
     options, expected = ACCESS_MODES[mode]
     ident = own_id(name)
@@ -175,7 +183,9 @@ def test_the_rule_admits_only_what_the_user_owns(stored: Any, clients: dict[str,
     assert staff.status_code == 200 and staff.json() == answer_for(name, theirs, value=2)
     # The rule is told the kind and the id asked for, and sees the request's user.
     assert [(k, i, getattr(u, "username", None)) for k, i, u in RULE_CALLS] == [
-        (kind, mine, "viewer"), (kind, theirs, "viewer"), (kind, theirs, "boss"),
+        (kind, mine, "viewer"),
+        (kind, theirs, "viewer"),
+        (kind, theirs, "boss"),
     ]
 
 
@@ -186,7 +196,10 @@ def results_queries(captured: CaptureQueriesContext) -> list[str]:
 @pytest.mark.parametrize("name", sorted(VIEWS))
 @pytest.mark.parametrize("options", [{}, {"VIEWS_ACCESS": "staff"}, {"VIEWS_ACCESS": RULE}])
 def test_access_is_decided_before_existence(
-    stored: Any, clients: dict[str, Client], name: str, options: dict[str, str],
+    stored: Any,
+    clients: dict[str, Client],
+    name: str,
+    options: dict[str, str],
 ) -> None:
     refused = clients["anonymous"] if not options else clients["user"]
     with override_settings(DJANGO_CELERY_RESULTS=options):
@@ -219,12 +232,20 @@ def bare_request() -> HttpRequest:
 
 
 @pytest.mark.parametrize("name", sorted(VIEWS))
-@pytest.mark.parametrize(("options", "status"), [
-    ({}, 403), ({"VIEWS_ACCESS": "staff"}, 403), ({"PUBLIC_VIEWS": True}, 200),
-    ({"VIEWS_ACCESS": "public"}, 200),
-])
+@pytest.mark.parametrize(
+    ("options", "status"),
+    [
+        ({}, 403),
+        ({"VIEWS_ACCESS": "staff"}, 403),
+        ({"PUBLIC_VIEWS": True}, 200),
+        ({"VIEWS_ACCESS": "public"}, 200),
+    ],
+)
 def test_a_request_without_user_is_anonymous(
-    stored: Any, name: str, options: dict[str, Any], status: int,
+    stored: Any,
+    name: str,
+    options: dict[str, Any],
+    status: int,
 ) -> None:
     view, ident = VIEWS[name][1], own_id(name)
     with override_settings(DJANGO_CELERY_RESULTS=options):
@@ -295,11 +316,16 @@ BAD_RULES = {
 
 @pytest.mark.parametrize("case", sorted(BAD_RULES))
 def test_a_rule_that_cannot_be_used_refuses_everyone_and_is_logged(
-    stored: Any, clients: dict[str, Client], caplog: pytest.LogCaptureFixture, case: str,
+    stored: Any,
+    clients: dict[str, Client],
+    caplog: pytest.LogCaptureFixture,
+    case: str,
 ) -> None:
     setting, logged = BAD_RULES[case]
-    with override_settings(DJANGO_CELERY_RESULTS={"VIEWS_ACCESS": setting, "PUBLIC_VIEWS": True}), \
-            caplog.at_level(logging.ERROR, logger="django_celery_results.views"):
+    with (
+        override_settings(DJANGO_CELERY_RESULTS={"VIEWS_ACCESS": setting, "PUBLIC_VIEWS": True}),
+        caplog.at_level(logging.ERROR, logger="django_celery_results.views"),
+    ):
         for name in VIEWS:
             for visitor, client in clients.items():
                 response = client.get(reverse(name, args=[own_id(name)]))
@@ -313,10 +339,14 @@ def test_a_rule_that_cannot_be_used_refuses_everyone_and_is_logged(
 
 
 def test_a_rule_that_raises_refuses_and_logs_the_traceback(
-    stored: Any, clients: dict[str, Client], caplog: pytest.LogCaptureFixture,
+    stored: Any,
+    clients: dict[str, Client],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with override_settings(DJANGO_CELERY_RESULTS={"VIEWS_ACCESS": "tests.test_views_access.failing_rule"}), \
-            caplog.at_level(logging.ERROR, logger="django_celery_results.views"):
+    with (
+        override_settings(DJANGO_CELERY_RESULTS={"VIEWS_ACCESS": "tests.test_views_access.failing_rule"}),
+        caplog.at_level(logging.ERROR, logger="django_celery_results.views"),
+    ):
         response = clients["staff"].get(reverse("celery-task_status", args=["t-viewer"]))
     assert response.status_code == 403
     assert response.json() == {"error": views.RULE_FAILED, "id": "t-viewer"}
@@ -333,7 +363,9 @@ def test_a_rule_returning_none_refuses(stored: Any, clients: dict[str, Client]) 
 
 @pytest.mark.parametrize("value", ["yes", 1, "True"])
 def test_public_views_that_is_not_a_bool_keeps_them_closed(
-    stored: Any, clients: dict[str, Client], value: Any,
+    stored: Any,
+    clients: dict[str, Client],
+    value: Any,
 ) -> None:
     with override_settings(DJANGO_CELERY_RESULTS={"PUBLIC_VIEWS": value}):
         response = clients["anonymous"].get(reverse("celery-task_status", args=["t-viewer"]))

@@ -57,7 +57,8 @@ def fresh_connection() -> Iterator[BaseDatabaseWrapper]:
 
 @pytest.mark.django_db(databases=["default"], transaction=True)
 def test_a_stored_result_is_visible_at_once_on_another_connection(
-    backend: Any, fresh_connection: BaseDatabaseWrapper,
+    backend: Any,
+    fresh_connection: BaseDatabaseWrapper,
 ) -> None:
     assert status_seen_by(fresh_connection, "vis-1") is None
     backend.store_result("vis-1", None, states.STARTED)

@@ -22,8 +22,10 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(scope="module", params=["django-db", "django-cache"])
 def worker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-    django_db_setup: Any, django_db_blocker: Any,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: Any,
+    django_db_blocker: Any,
 ) -> Iterator[Worker]:
     # django_db_setup first: the worker must get the *test* database's name.
     with running_worker(tmp_path_factory.mktemp(request.param), backend=request.param) as started:

@@ -110,7 +110,11 @@ def shared_cache(cache_dir: Path) -> dict[str, Any]:
 
 
 def make_app(
-    name: str, backend: str, broker_dir: Path, broker_url: str = FILESYSTEM_BROKER, **conf: Any,
+    name: str,
+    backend: str,
+    broker_dir: Path,
+    broker_url: str = FILESYSTEM_BROKER,
+    **conf: Any,
 ) -> Celery:
     """A Celery app with the test tasks registered.
 
@@ -221,8 +225,11 @@ def _worker_app_from_env() -> Celery:
     """The app ``celery -A tests.workers worker`` runs, configured by the starting test."""
     broker_dir = Path(os.environ.get(ENV_BROKER_DIR, ROOT / ".cache" / "worker-broker"))
     return make_app(
-        "tests-worker", os.environ.get(ENV_BACKEND, "django-db"), broker_dir,
-        os.environ.get(ENV_BROKER_URL, FILESYSTEM_BROKER), **json.loads(os.environ.get(ENV_CONF, "{}")),
+        "tests-worker",
+        os.environ.get(ENV_BACKEND, "django-db"),
+        broker_dir,
+        os.environ.get(ENV_BROKER_URL, FILESYSTEM_BROKER),
+        **json.loads(os.environ.get(ENV_CONF, "{}")),
     )
 
 
@@ -280,24 +287,36 @@ class Worker:
             raise RuntimeError("a worker cannot share an in-memory SQLite database; use a file TEST NAME")
         database = {**{key: settings_dict.get(key) for key in DATABASE_KEYS}, **self.database}
         env = dict(os.environ)
-        env.update({
-            "DJANGO_SETTINGS_MODULE": self.settings_module,
-            ENV_BROKER_DIR: str(self.broker_dir),
-            ENV_BACKEND: self.backend,
-            ENV_DATABASE: json.dumps(database, default=str),
-            ENV_CACHE_DIR: str(self.cache_dir),
-            ENV_BROKER_URL: self.broker_url,
-            ENV_CONF: json.dumps(self.conf),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": self.settings_module,
+                ENV_BROKER_DIR: str(self.broker_dir),
+                ENV_BACKEND: self.backend,
+                ENV_DATABASE: json.dumps(database, default=str),
+                ENV_CACHE_DIR: str(self.cache_dir),
+                ENV_BROKER_URL: self.broker_url,
+                ENV_CONF: json.dumps(self.conf),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def start(self, timeout: float = 60) -> None:
         command = [
-            sys.executable, "-m", "celery", "-A", self.app_module, "worker",
-            "--concurrency", str(self.concurrency),
-            "--loglevel", os.environ.get(ENV_LOGLEVEL, "INFO"), "--hostname", self.hostname,
-            "--without-mingle", "--without-gossip",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.app_module,
+            "worker",
+            "--concurrency",
+            str(self.concurrency),
+            "--loglevel",
+            os.environ.get(ENV_LOGLEVEL, "INFO"),
+            "--hostname",
+            self.hostname,
+            "--without-mingle",
+            "--without-gossip",
         ]
         if self.pool is not None:
             command += ["--pool", self.pool]
@@ -306,8 +325,13 @@ class Worker:
         with self.log_path.open("wb") as log:
             # Its own session: the pool processes can be killed as one group.
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                command,
+                cwd=ROOT,
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -335,7 +359,10 @@ class Worker:
         if self.process is None:
             return []
         listing = subprocess.run(
-            ["ps", "-eo", "pid=,pgid=,stat=,args="], capture_output=True, text=True, check=True,
+            ["ps", "-eo", "pid=,pgid=,stat=,args="],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         remaining = []
         for line in listing.splitlines():

@@ -140,7 +140,8 @@ class ResultChangeList(ChangeList):
             return
         filled = model_admin.column_filled  # type: ignore[attr-defined]
         empty = {
-            name for name in optional
+            name
+            for name in optional
             if name in self.list_display and not any(filled(name, row) for row in self.result_list)
         }
         if empty:
@@ -239,5 +240,3 @@ class ResultAdmin(_ModelAdmin):
     def pretty_result(self, obj: TaskResult | GroupResult) -> SafeString | str:
         """The result: JSON indented, anything else as stored; always escaped."""
         return self._pretty(obj, obj.result)
-
-

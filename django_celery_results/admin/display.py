@@ -77,7 +77,8 @@ def traceback_html(text: str | None, empty: str = "-") -> SafeString | str:
     lines = printable(text).rstrip("\n").split("\n")
     return format_html(
         '<pre class="dcr-pretty dcr-traceback">{}<mark class="dcr-exception">{}</mark></pre>',
-        "".join(line + "\n" for line in lines[:-1]), lines[-1],
+        "".join(line + "\n" for line in lines[:-1]),
+        lines[-1],
     )
 
 
@@ -87,7 +88,9 @@ def state_badge(status: str | None) -> SafeString:
     kind = BADGE_KINDS.get(name, "other")
     return format_html(
         '<span class="dcr-badge dcr-badge-{}"><span aria-hidden="true">{}</span> {}</span>',
-        kind, BADGE_MARKS[kind], name,
+        kind,
+        BADGE_MARKS[kind],
+        name,
     )
 
 
@@ -135,7 +138,10 @@ def moment_html(moment: datetime | None, empty: str = "-") -> SafeString | str:
         ago = _("%(delta)s ago") % {"delta": timesince(moment, now, depth=1)}
     return format_html(
         '<time class="dcr-moment" datetime="{}" title="{}">{}</time> <small class="dcr-ago">{}</small>',
-        local.isoformat(), ago, date_format(local, "Y-m-d H:i:s"), ago,
+        local.isoformat(),
+        ago,
+        date_format(local, "Y-m-d H:i:s"),
+        ago,
     )
 
 
@@ -153,7 +159,13 @@ def short_id_html(task_id: str, url: str) -> SafeString:
     return format_html(
         '<a class="dcr-id" href="{}" title="{}">{}</a>'
         '<button type="button" class="dcr-copy" data-copy="{}" title="{}" aria-label="{}">{}</button>',
-        url, task_id, shown, task_id, _("Copy the task id"), _("Copy the task id"), COPY_ICON,
+        url,
+        task_id,
+        shown,
+        task_id,
+        _("Copy the task id"),
+        _("Copy the task id"),
+        COPY_ICON,
     )
 
 

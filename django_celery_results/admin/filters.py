@@ -69,7 +69,8 @@ class RecentValuesFilter(admin.SimpleListFilter):
         cached: list[dict[str, Any]] | None = getattr(request, "_dcr_recent_rows", None)
         if cached is None:
             columns = [
-                f.field_name for f in model_admin.get_list_filter(request)
+                f.field_name
+                for f in model_admin.get_list_filter(request)
                 if isinstance(f, type) and issubclass(f, RecentValuesFilter) and f.field_name
             ]
             recent = model_admin.get_queryset(request).order_by("-date_done")
@@ -120,11 +121,10 @@ class QueueFilter(RecentValuesFilter):
         if value is None:
             return queryset
         recent: QuerySet[TaskResult] = queryset.filter(
-            queue=value, date_done__gte=timezone.now() - self.window,
+            queue=value,
+            date_done__gte=timezone.now() - self.window,
         )
         return recent
-
-
 
 
 #: Thresholds offered by the duration filters: (query value, seconds, label).
@@ -155,7 +155,8 @@ class SlowFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [
             (key, _("over %(threshold)s") % {"threshold": text})
-            for key, seconds, text in THRESHOLDS if seconds <= 3600
+            for key, seconds, text in THRESHOLDS
+            if seconds <= 3600
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[TaskResult]) -> QuerySet[TaskResult]:
@@ -163,11 +164,14 @@ class SlowFilter(admin.SimpleListFilter):
         if seconds is None:
             return queryset
         runtime = ExpressionWrapper(F("date_done") - F("date_started"), output_field=DurationField())
-        slow: QuerySet[TaskResult] = queryset.filter(date_done__gte=timezone.now() - self.window).alias(
-            runtime=runtime
-        ).filter(
-            status__in=states.READY_STATES, date_started__isnull=False,
-            runtime__gt=timedelta(seconds=seconds),
+        slow: QuerySet[TaskResult] = (
+            queryset.filter(date_done__gte=timezone.now() - self.window)
+            .alias(runtime=runtime)
+            .filter(
+                status__in=states.READY_STATES,
+                date_started__isnull=False,
+                runtime__gt=timedelta(seconds=seconds),
+            )
         )
         return slow
 
@@ -191,7 +195,7 @@ class ChordAgeFilter(admin.SimpleListFilter):
         if seconds is None:
             return queryset
         stuck: QuerySet[ChordCounter] = queryset.filter(
-            date_created__lt=timezone.now() - timedelta(seconds=seconds), count__gt=0,
+            date_created__lt=timezone.now() - timedelta(seconds=seconds),
+            count__gt=0,
         )
         return stuck
-

@@ -33,9 +33,14 @@ def members_table(refs: list[related.Ref], empty: str) -> SafeString | str:
         return empty
     rows: dict[str, TaskResult] = {}
     for start in range(0, len(ids), STATES_BATCH):
-        batch = ids[start:start + STATES_BATCH]
+        batch = ids[start : start + STATES_BATCH]
         found = TaskResult.objects.filter(task_id__in=batch).only(
-            "task_id", "task_name", "status", "date_created", "date_started", "date_done",
+            "task_id",
+            "task_name",
+            "status",
+            "date_created",
+            "date_started",
+            "date_done",
         )
         rows.update((row.task_id, row) for row in found)
     counts = Counter(rows[i].status if i in rows else states.PENDING for i in ids)
@@ -43,27 +48,34 @@ def members_table(refs: list[related.Ref], empty: str) -> SafeString | str:
     failed = counts[states.FAILURE]
     progress = format_html(
         '<p class="dcr-progress"><progress max="{}" value="{}"></progress> {}</p>',
-        len(ids), done,
+        len(ids),
+        done,
         _("%(done)d / %(total)d done, %(failed)d failed")
         % {"done": done, "total": len(ids), "failed": failed},
     )
     lines = []
     for task_id in ids:
         row = rows.get(task_id)
-        lines.append((
-            display.state_badge(row.status if row else states.PENDING),
-            by_id_url("task", task_id),
-            task_id,
-            (row.task_name or "") if row else "",
-            display.duration_text(display.between(row.date_started, row.date_done))
-            if row and row.status in states.READY_STATES else "",
-            display.moment_html(row.date_done, "") if row and row.status in states.READY_STATES else "",
-        ))
+        lines.append(
+            (
+                display.state_badge(row.status if row else states.PENDING),
+                by_id_url("task", task_id),
+                task_id,
+                (row.task_name or "") if row else "",
+                display.duration_text(display.between(row.date_started, row.date_done))
+                if row and row.status in states.READY_STATES
+                else "",
+                display.moment_html(row.date_done, "") if row and row.status in states.READY_STATES else "",
+            )
+        )
     table = format_html(
         '<table class="dcr-members"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
         "</tr></thead><tbody>{}</tbody></table>",
-        label(TaskResult, "status"), label(TaskResult, "task_id"), label(TaskResult, "task_name"),
-        _("Runtime"), label(TaskResult, "date_done"),
+        label(TaskResult, "status"),
+        label(TaskResult, "task_id"),
+        label(TaskResult, "task_name"),
+        _("Runtime"),
+        label(TaskResult, "date_done"),
         format_html_join(
             "",
             '<tr><td>{}</td><td><a href="{}"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
@@ -83,8 +95,10 @@ class GroupResultAdmin(ResultAdmin):
     fieldsets = (
         (None, {"fields": ("group_id", "content_type", "content_encoding"), "classes": WIDE}),
         (_("Members"), {"fields": ("members",), "classes": WIDE}),
-        (_("Result"), {"fields": ("pretty_result", "date_created_moment", "date_done_moment"),
-                       "classes": WIDE}),
+        (
+            _("Result"),
+            {"fields": ("pretty_result", "date_created_moment", "date_done_moment"), "classes": WIDE},
+        ),
     )
     edit_fieldsets = (
         (None, {"fields": ("group_id", "content_type", "content_encoding"), "classes": WIDE}),
@@ -159,4 +173,3 @@ class ChordCounterAdmin(ResultAdmin):
     def header(self, obj: ChordCounter) -> SafeString | str:
         """The header's parts with their states, and how many are done."""
         return members_table(related.parts_of(obj.sub_tasks), self.get_empty_value_display())
-

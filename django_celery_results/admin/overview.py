@@ -128,8 +128,10 @@ class OverviewView(TemplateView):
         alias = router.db_for_read(TaskResult)
         connection = connections[alias]
         newest = (
-            TaskResult.objects.using(alias).filter(date_done__gte=now - PERIODS[-1][1])
-            .order_by("-date_done").values("status", "date_done")[: self.COUNT_CAP]
+            TaskResult.objects.using(alias)
+            .filter(date_done__gte=now - PERIODS[-1][1])
+            .order_by("-date_done")
+            .values("status", "date_done")[: self.COUNT_CAP]
         )
         inner, params = newest.query.get_compiler(alias).as_sql()
         adapt = connection.ops.adapt_datetimefield_value
@@ -142,8 +144,18 @@ class OverviewView(TemplateView):
             found = {status: [int(n or 0) for n in numbers] for status, *numbers in cursor.fetchall()}
         total = [sum(numbers[i] for numbers in found.values()) for i in range(len(PERIODS))]
         capped = total[-1] >= self.COUNT_CAP
-        order = [s for s in (states.SUCCESS, states.FAILURE, states.STARTED, states.RETRY,
-                             states.REVOKED, states.PENDING) if s in found]
+        order = [
+            s
+            for s in (
+                states.SUCCESS,
+                states.FAILURE,
+                states.STARTED,
+                states.RETRY,
+                states.REVOKED,
+                states.PENDING,
+            )
+            if s in found
+        ]
         order += sorted(set(found) - set(order))
         return [
             {
@@ -158,9 +170,11 @@ class OverviewView(TemplateView):
     def sample(self, now: datetime) -> list[tuple[Any, ...]]:
         """The newest :attr:`SAMPLE_SIZE` rows of the last day: name, state and the three dates."""
         return list(
-            TaskResult.objects.filter(date_done__gte=now - timedelta(days=1)).order_by("-date_done")
-            .values_list("task_name", "status", "date_created", "date_started", "date_done")
-            [: self.SAMPLE_SIZE]
+            TaskResult.objects.filter(date_done__gte=now - timedelta(days=1))
+            .order_by("-date_done")
+            .values_list("task_name", "status", "date_created", "date_started", "date_done")[
+                : self.SAMPLE_SIZE
+            ]
         )
 
     def task_stats(self, sample: list[tuple[Any, ...]]) -> list[TaskStats]:
@@ -180,14 +194,24 @@ class OverviewView(TemplateView):
         """The oldest PENDING and STARTED tasks (the first rows of the ``(status, date_created)`` index)."""
         rows: list[TaskResult] = []
         for status in UNFINISHED:
-            rows += TaskResult.objects.filter(status=status).order_by("date_created").only(
-                "pk", "task_id", "task_name", "status", "worker", "date_created",
-            )[: self.OLDEST]
+            rows += (
+                TaskResult.objects.filter(status=status)
+                .order_by("date_created")
+                .only(
+                    "pk",
+                    "task_id",
+                    "task_name",
+                    "status",
+                    "worker",
+                    "date_created",
+                )[: self.OLDEST]
+            )
         rows.sort(key=lambda row: row.date_created)
         return [
             {
                 "task": display.short_id_html(
-                    row.task_id, reverse("admin:django_celery_results_taskresult_change", args=[row.pk]),
+                    row.task_id,
+                    reverse("admin:django_celery_results_taskresult_change", args=[row.pk]),
                 ),
                 "task_name": display.breakable(row.task_name or "-"),
                 "worker": display.breakable(row.worker or "-"),
@@ -201,11 +225,14 @@ class OverviewView(TemplateView):
         """The oldest chords waiting for longer than :attr:`STUCK_AFTER` (completed ones count 0)."""
         chords = (
             ChordCounter.objects.filter(date_created__lt=now - self.STUCK_AFTER, count__gt=0)
-            .order_by("date_created").only("pk", "group_id", "count", "date_created")[: self.OLDEST]
+            .order_by("date_created")
+            .only("pk", "group_id", "count", "date_created")[: self.OLDEST]
         )
         return [
             {
-                "pk": chord.pk, "group_id": chord.group_id, "count": chord.count,
+                "pk": chord.pk,
+                "group_id": chord.group_id,
+                "count": chord.count,
                 "created_html": display.moment_html(chord.date_created),
             }
             for chord in chords
@@ -240,13 +267,24 @@ def throughput_chart(sample: list[tuple[Any, ...]], now: datetime) -> SafeString
         total_h = plot_h * totals[slot] / peak
         fail_h = plot_h * failures[slot] / peak
         tip = _("%(hour)s: %(total)d results, %(failed)d failed") % {
-            "hour": date_format(start, "H:00"), "total": totals[slot], "failed": failures[slot],
+            "hour": date_format(start, "H:00"),
+            "total": totals[slot],
+            "failed": failures[slot],
         }
-        bars.append((
-            f"{x + 1:.1f}", f"{plot_h - total_h:.1f}", f"{step - 2:.1f}", f"{total_h:.1f}",
-            f"{plot_h - fail_h:.1f}", f"{fail_h:.1f}", tip,
-            f"{x + step / 2:.1f}", date_format(start, "H") if slot % 3 == 0 else "", CHART_HEIGHT - 6,
-        ))
+        bars.append(
+            (
+                f"{x + 1:.1f}",
+                f"{plot_h - total_h:.1f}",
+                f"{step - 2:.1f}",
+                f"{total_h:.1f}",
+                f"{plot_h - fail_h:.1f}",
+                f"{fail_h:.1f}",
+                tip,
+                f"{x + step / 2:.1f}",
+                date_format(start, "H") if slot % 3 == 0 else "",
+                CHART_HEIGHT - 6,
+            )
+        )
     body = format_html_join(
         "",
         '<g><title>{6}</title><rect class="dcr-bar" x="{0}" y="{1}" width="{2}" height="{3}"/>'
@@ -259,7 +297,16 @@ def throughput_chart(sample: list[tuple[Any, ...]], now: datetime) -> SafeString
         '<text class="dcr-axis" x="{}" y="12" text-anchor="end">{}</text>'
         '<text class="dcr-axis" x="{}" y="{}" text-anchor="end">0</text>'
         '<line class="dcr-axis-line" x1="{}" y1="{}" x2="{}" y2="{}"/>{}</svg>',
-        CHART_WIDTH, CHART_HEIGHT, _("Results and failures per hour over the last day"),
-        CHART_LEFT - 6, peak, CHART_LEFT - 6, plot_h, CHART_LEFT, plot_h, CHART_WIDTH, plot_h, body,
+        CHART_WIDTH,
+        CHART_HEIGHT,
+        _("Results and failures per hour over the last day"),
+        CHART_LEFT - 6,
+        peak,
+        CHART_LEFT - 6,
+        plot_h,
+        CHART_LEFT,
+        plot_h,
+        CHART_WIDTH,
+        plot_h,
+        body,
     )
-

@@ -64,8 +64,10 @@ def lineage_of(content_type: str, meta: str | None) -> tuple[str | None, str | N
     if not isinstance(decoded, dict):
         return None, None
     group_id, parent_id = decoded.get("group_id"), decoded.get("parent_id")
-    return (group_id if isinstance(group_id, str) and group_id else None,
-            parent_id if isinstance(parent_id, str) and parent_id else None)
+    return (
+        group_id if isinstance(group_id, str) and group_id else None,
+        parent_id if isinstance(parent_id, str) and parent_id else None,
+    )
 
 
 def members_of(content_type: str, result: str | None) -> list[Ref]:

@@ -66,9 +66,7 @@ def _from_repr(text: str, limit: int) -> Any:
             _("the stored arguments are not Python literals (masked by argsrepr?)")
         ) from exc
     if not _plain(value) or saferepr(value, limit) != text:
-        raise NotReconstructible(
-            _("the stored arguments are only a shortened or masked description")
-        )
+        raise NotReconstructible(_("the stored arguments are only a shortened or masked description"))
     return value
 
 
@@ -89,9 +87,7 @@ def _decoded(row: TaskResult, column: str, limit: int) -> Any:
     if isinstance(value, str):  # the text of argsrepr/kwargsrepr
         value = _from_repr(value, limit)
     elif not _plain(value):
-        raise NotReconstructible(
-            _("the stored arguments hold values that cannot be sent again")
-        )
+        raise NotReconstructible(_("the stored arguments hold values that cannot be sent again"))
     return value
 
 

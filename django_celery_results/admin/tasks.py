@@ -83,17 +83,24 @@ def refs_html(refs: list[related.Ref], empty: str) -> SafeString | str:
         if ref.members is None:
             items.append(id_item(_("task"), "task", ref.id))
         else:
-            items.append(format_html(
-                '<li>{} <a href="{}"><code>{}</code></a> ({})<ul>{}</ul></li>',
-                _("group"), by_id_url("group", ref.id), ref.id,
-                ngettext("%(n)d member", "%(n)d members", len(ref.members)) % {"n": len(ref.members)},
-                refs_html(list(ref.members), ""),
-            ))
+            items.append(
+                format_html(
+                    '<li>{} <a href="{}"><code>{}</code></a> ({})<ul>{}</ul></li>',
+                    _("group"),
+                    by_id_url("group", ref.id),
+                    ref.id,
+                    ngettext("%(n)d member", "%(n)d members", len(ref.members)) % {"n": len(ref.members)},
+                    refs_html(list(ref.members), ""),
+                )
+            )
     return format_html('<ul class="dcr-refs">{}</ul>', format_html_join("", "{}", ((i,) for i in items)))
 
 
 def find_by_id(
-    model_admin: admin.ModelAdmin[Any], request: HttpRequest, field: str, ident: str,
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    field: str,
+    ident: str,
 ) -> HttpResponse:
     """Redirect to the change page of the row whose ``field`` is ``ident``, or back with a message."""
     opts = model_admin.opts
@@ -103,7 +110,9 @@ def find_by_id(
     info = (opts.app_label, opts.model_name)
     if pk is None:
         model_admin.message_user(
-            request, _("No stored result has the id %(id)s.") % {"id": ident}, messages.WARNING,
+            request,
+            _("No stored result has the id %(id)s.") % {"id": ident},
+            messages.WARNING,
         )
         return HttpResponseRedirect(reverse("admin:{}_{}_changelist".format(*info)))
     return HttpResponseRedirect(reverse("admin:{}_{}_change".format(*info), args=[pk]))
@@ -116,17 +125,31 @@ class TaskResultAdmin(ResultAdmin):
     # Two lines per cell (name over id, runtime over waiting, worker over queue):
     # the list fits 1280 px beside Django's navigation and filter sidebars.
     list_display = (
-        "state_and_retries", "task", "date_done_moment", "durations", "worker_and_queue",
+        "state_and_retries",
+        "task",
+        "date_done_moment",
+        "durations",
+        "worker_and_queue",
         "periodic_task_name",
     )
     list_display_links = None  # the task cell holds the links; the rest stays selectable
     optional_columns = ("durations", "worker_and_queue", "periodic_task_name")
     list_filter = (
-        StatusFilter, "date_done", SlowFilter, PeriodicTaskNameFilter, TaskNameFilter, WorkerFilter,
+        StatusFilter,
+        "date_done",
+        SlowFilter,
+        PeriodicTaskNameFilter,
+        TaskNameFilter,
+        WorkerFilter,
         QueueFilter,
     )
     search_fields = (
-        "task_name", "task_id", "status", "task_args", "task_kwargs", "periodic_task_name",
+        "task_name",
+        "task_id",
+        "status",
+        "task_args",
+        "task_kwargs",
+        "periodic_task_name",
     )
     search_help_text = _(
         "Matches part of the task name, id, state, arguments or periodic task name; "
@@ -134,27 +157,72 @@ class TaskResultAdmin(ResultAdmin):
     )
     actions = ["terminate_tasks", "rerun_tasks", "forget_results"]
     fieldsets = (
-        (None, {"fields": (
-            "task_id", "status_badge", "task_name_and_runs", "worker", "queue", "retries",
-            "periodic_task_name", "content_type", "content_encoding",
-        ), "classes": WIDE}),
-        (_("Timing"), {"fields": (
-            "date_created_moment", "date_started_moment", "date_done_moment",
-            "waiting", "runtime", "total_time",
-        ), "classes": WIDE}),
+        (
+            None,
+            {
+                "fields": (
+                    "task_id",
+                    "status_badge",
+                    "task_name_and_runs",
+                    "worker",
+                    "queue",
+                    "retries",
+                    "periodic_task_name",
+                    "content_type",
+                    "content_encoding",
+                ),
+                "classes": WIDE,
+            },
+        ),
+        (
+            _("Timing"),
+            {
+                "fields": (
+                    "date_created_moment",
+                    "date_started_moment",
+                    "date_done_moment",
+                    "waiting",
+                    "runtime",
+                    "total_time",
+                ),
+                "classes": WIDE,
+            },
+        ),
         (_("Parameters"), {"fields": ("pretty_task_args", "pretty_task_kwargs"), "classes": WIDE}),
         (_("Result"), {"fields": ("pretty_result", "pretty_traceback", "pretty_meta"), "classes": WIDE}),
         (_("Related"), {"fields": ("lineage", "children"), "classes": WIDE}),
     )
     edit_fieldsets = (
-        (None, {"fields": (
-            "task_id", "task_name", "periodic_task_name", "status", "worker",
-            "content_type", "content_encoding",
-        ), "classes": WIDE}),
+        (
+            None,
+            {
+                "fields": (
+                    "task_id",
+                    "task_name",
+                    "periodic_task_name",
+                    "status",
+                    "worker",
+                    "content_type",
+                    "content_encoding",
+                ),
+                "classes": WIDE,
+            },
+        ),
         (_("Parameters"), {"fields": ("task_args", "task_kwargs"), "classes": WIDE}),
-        (_("Result"), {"fields": (
-            "pretty_result", "date_created", "date_started", "date_done", "traceback", "pretty_meta",
-        ), "classes": WIDE}),
+        (
+            _("Result"),
+            {
+                "fields": (
+                    "pretty_result",
+                    "date_created",
+                    "date_started",
+                    "date_done",
+                    "traceback",
+                    "pretty_meta",
+                ),
+                "classes": WIDE,
+            },
+        ),
     )
     readonly_fields = ("date_created", "date_started", "date_done", "pretty_result", "pretty_meta")
 
@@ -188,7 +256,8 @@ class TaskResultAdmin(ResultAdmin):
         url = reverse("admin:django_celery_results_taskresult_change", args=[obj.pk])
         return format_html(
             '<a class="dcr-name" href="{}">{}</a><span class="dcr-sub">{}</span>',
-            url, display.breakable(unescape_text(obj.task_name) or self.get_empty_value_display()),
+            url,
+            display.breakable(unescape_text(obj.task_name) or self.get_empty_value_display()),
             display.short_id_html(obj.task_id, url),
         )
 
@@ -197,9 +266,11 @@ class TaskResultAdmin(ResultAdmin):
         """How long it ran, over how long it waited for a worker."""
         waited = self.waiting(obj)
         return format_html(
-            "{}{}", self.runtime(obj) or "-",
+            "{}{}",
+            self.runtime(obj) or "-",
             format_html('<small class="dcr-sub">{}</small>', _("waited %(time)s") % {"time": waited})
-            if waited else "",
+            if waited
+            else "",
         )
 
     @admin.display(description=label(TaskResult, "worker"), ordering="worker")
@@ -207,9 +278,11 @@ class TaskResultAdmin(ResultAdmin):
         """The worker's host name over the queue the task came from."""
         queue = unescape_text(obj.queue)
         return format_html(
-            "{}{}", display.breakable(unescape_text(obj.worker) or "-"),
+            "{}{}",
+            display.breakable(unescape_text(obj.worker) or "-"),
             format_html('<small class="dcr-sub">{}</small>', _("queue %(name)s") % {"name": queue})
-            if queue else "",
+            if queue
+            else "",
         )
 
     @admin.display(description=label(TaskResult, "status"), ordering="status")
@@ -246,7 +319,10 @@ class TaskResultAdmin(ResultAdmin):
             return self.get_empty_value_display()
         url = reverse("admin:django_celery_results_taskresult_changelist")
         return format_html(
-            '<code>{}</code> <a href="{}?{}">{}</a>', name, url, urlencode({"task_name__exact": name}),
+            '<code>{}</code> <a href="{}?{}">{}</a>',
+            name,
+            url,
+            urlencode({"task_name__exact": name}),
             _("other runs of this task"),
         )
 
@@ -296,12 +372,17 @@ class TaskResultAdmin(ResultAdmin):
             counter = ChordCounter.objects.filter(group_id=group_id).values_list("pk", "count").first()
             if counter is not None:
                 pk, expected = counter
-                items.append(format_html(
-                    '<li>{} <a href="{}">{}</a></li>', _("chord of this group:"),
-                    reverse("admin:django_celery_results_chordcounter_change", args=[pk]),
-                    ngettext("%(n)d part still expected", "%(n)d parts still expected", expected)
-                    % {"n": expected} if expected else _("every part done"),
-                ))
+                items.append(
+                    format_html(
+                        '<li>{} <a href="{}">{}</a></li>',
+                        _("chord of this group:"),
+                        reverse("admin:django_celery_results_chordcounter_change", args=[pk]),
+                        ngettext("%(n)d part still expected", "%(n)d parts still expected", expected)
+                        % {"n": expected}
+                        if expected
+                        else _("every part done"),
+                    )
+                )
         if not items:
             return self.get_empty_value_display()
         return format_html('<ul class="dcr-refs">{}</ul>', format_html_join("", "{}", ((i,) for i in items)))
@@ -337,7 +418,10 @@ class TaskResultAdmin(ResultAdmin):
         return find_by_id(self, request, "task_id", task_id)
 
     def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[TaskResult], search_term: str,
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[TaskResult],
+        search_term: str,
     ) -> Any:
         """A term that may start a task id is looked up through task_id's index first.
 
@@ -390,8 +474,10 @@ class TaskResultAdmin(ResultAdmin):
         grow every worker's revoked set. Workers store REVOKED themselves.
         """
         task_ids = (
-            queryset.exclude(status__in=FINISHED_STATES).order_by()
-            .values_list("task_id", flat=True).iterator(chunk_size=self.terminate_batch_size)
+            queryset.exclude(status__in=FINISHED_STATES)
+            .order_by()
+            .values_list("task_id", flat=True)
+            .iterator(chunk_size=self.terminate_batch_size)
         )
         control = celery_app().control
         sent = 0
@@ -409,7 +495,8 @@ class TaskResultAdmin(ResultAdmin):
             return
         if not sent:
             self.message_user(
-                request, _("None of the selected tasks is unfinished; nothing to terminate."),
+                request,
+                _("None of the selected tasks is unfinished; nothing to terminate."),
                 messages.WARNING,
             )
             return
@@ -419,7 +506,8 @@ class TaskResultAdmin(ResultAdmin):
                 "Asked the workers to terminate %(count)d unfinished task.",
                 "Asked the workers to terminate %(count)d unfinished tasks.",
                 sent,
-            ) % {"count": sent},
+            )
+            % {"count": sent},
             messages.SUCCESS,
         )
 
@@ -462,8 +550,11 @@ class TaskResultAdmin(ResultAdmin):
             self.message_user(
                 request,
                 ngettext(
-                    "Re-ran %(count)d task: %(pairs)s.", "Re-ran %(count)d tasks: %(pairs)s.", len(sent),
-                ) % {"count": len(sent), "pairs": ", ".join(f"{old} \u2192 {new}" for old, new in sent)},
+                    "Re-ran %(count)d task: %(pairs)s.",
+                    "Re-ran %(count)d tasks: %(pairs)s.",
+                    len(sent),
+                )
+                % {"count": len(sent), "pairs": ", ".join(f"{old} \u2192 {new}" for old, new in sent)},
                 messages.SUCCESS,
             )
 

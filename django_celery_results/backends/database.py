@@ -70,6 +70,7 @@ def reconnects_when_lost(method: F) -> F:
 
     return call  # type: ignore[return-value]
 
+
 #: True while reads must see the primary's latest writes (a chord's join): they go to the write alias.
 _reading_own_writes: ContextVar[bool] = ContextVar("dcr_reading_own_writes", default=False)
 
@@ -304,10 +305,19 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
         # An id that can never be stored raises here (check_id): a caller waiting on it would wait forever.
         row = self._task_reader(fresh).meta_row(task_id)
         if row is None:
-            return cast("dict[str, Any]", self.meta_from_decoded({
-                "task_id": task_id, "status": states.PENDING, "result": None,
-                "traceback": None, "children": None, "date_done": None,
-            }))
+            return cast(
+                "dict[str, Any]",
+                self.meta_from_decoded(
+                    {
+                        "task_id": task_id,
+                        "status": states.PENDING,
+                        "result": None,
+                        "traceback": None,
+                        "children": None,
+                        "date_done": None,
+                    }
+                ),
+            )
         return cast("dict[str, Any]", self.meta_from_decoded(codec.task_meta(self.codec, row)))
 
     def _ready_metas(self, task_ids: Iterable[str], fresh: bool = False) -> list[dict[str, Any]]:
@@ -320,7 +330,7 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
         found: list[dict[str, Any]] = []
         decode, with_exception = self.codec, self.meta_from_decoded
         for start in range(0, len(ids), self.ids_per_query):
-            records = manager.ready_meta_records(ids[start:start + self.ids_per_query])
+            records = manager.ready_meta_records(ids[start : start + self.ids_per_query])
             found.extend(with_exception(codec.ready_meta(decode, record)) for record in records)
         return found
 
@@ -394,11 +404,15 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
             return
         alias = router.db_for_write(self.TaskModel)
         with notify.result_waiter(alias, pending) as listener:
-            yield from self._poll_many(pending, listener, deadline, interval, on_message, on_interval,
-                                       max_iterations)
+            yield from self._poll_many(
+                pending, listener, deadline, interval, on_message, on_interval, max_iterations
+            )
 
     def _ready_now(
-        self, pending: set[str], on_message: Callable[[dict[str, Any]], Any] | None, fresh: bool = False,
+        self,
+        pending: set[str],
+        on_message: Callable[[dict[str, Any]], Any] | None,
+        fresh: bool = False,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """One poll: yield the ready ones of ``pending`` and remove them from it."""
         for meta in self._ready_metas(pending, fresh):
@@ -409,8 +423,13 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
             yield task_id, meta
 
     def _poll_many(
-        self, pending: set[str], listener: notify.Waiter | None, deadline: float | None, interval: float,
-        on_message: Callable[[dict[str, Any]], Any] | None, on_interval: Callable[[], Any] | None,
+        self,
+        pending: set[str],
+        listener: notify.Waiter | None,
+        deadline: float | None,
+        interval: float,
+        on_message: Callable[[dict[str, Any]], Any] | None,
+        on_interval: Callable[[], Any] | None,
         max_iterations: int | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """The polls of :meth:`get_many` after its first: woken early by notifications on PostgreSQL.
@@ -449,7 +468,10 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
         content_type, content_encoding, text = self.encode_content(result.as_tuple())
         self.GroupModel._default_manager.store_group_result(
-            content_type, content_encoding, group_id, text,
+            content_type,
+            content_encoding,
+            group_id,
+            text,
         )
         return result
 

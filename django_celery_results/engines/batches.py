@@ -33,7 +33,12 @@ def batch_settings_sql(connection: BaseDatabaseWrapper) -> list[str]:
 
 
 def delete_keys_sql(
-    connection: BaseDatabaseWrapper, table: str, pk: str, date_column: str, keys_sql: str, recheck_sql: str,
+    connection: BaseDatabaseWrapper,
+    table: str,
+    pk: str,
+    date_column: str,
+    keys_sql: str,
+    recheck_sql: str,
 ) -> tuple[str, bool]:
     """One DELETE of the rows whose keys ``keys_sql`` selects (as :data:`BATCH_KEY`) that still match.
 

@@ -41,7 +41,11 @@ def _count_part_postgresql(table: str, parts: str) -> str:
 
 
 def count_chord_part(
-    connection: BaseDatabaseWrapper, table: str, parts: str, group_id: str, task_id: str,
+    connection: BaseDatabaseWrapper,
+    table: str,
+    parts: str,
+    group_id: str,
+    task_id: str,
 ) -> PartCount:
     """Record ``task_id`` as a counted part of ``group_id`` and decrement its counter, atomically, once.
 

@@ -138,7 +138,10 @@ class KeyLimits:
 
 
 def max_key_bytes(
-    storage_engine: str, row_format: str, page_size: int = 16384, large_prefix: bool | None = None,
+    storage_engine: str,
+    row_format: str,
+    page_size: int = 16384,
+    large_prefix: bool | None = None,
 ) -> int | None:
     """The longest index key a MySQL/MariaDB table accepts, in bytes; ``None`` if unknown.
 
@@ -158,7 +161,9 @@ def max_key_bytes(
 
 
 def key_limits(
-    connection: BaseDatabaseWrapper, table: str, row_format: str | None = None,
+    connection: BaseDatabaseWrapper,
+    table: str,
+    row_format: str | None = None,
 ) -> KeyLimits | None:
     """The index key limits of ``table`` on a MySQL/MariaDB server; ``None`` elsewhere.
 

@@ -33,7 +33,9 @@ def exact_collation(charset: str, available: Sequence[str]) -> tuple[str, bool] 
     names = set(available)
     # Other names than the charset's own only where the server lists utf8 under its alias.
     no_pad = [
-        f"{charset}_nopad_bin", *sorted(n for n in names if n.endswith("_nopad_bin")), f"{charset}_0900_bin",
+        f"{charset}_nopad_bin",
+        *sorted(n for n in names if n.endswith("_nopad_bin")),
+        f"{charset}_0900_bin",
     ]
     padded = [f"{charset}_bin", *sorted(n for n in names if n.endswith("_bin"))]
     for pads, candidates in ((False, no_pad), (True, padded)):
@@ -68,14 +70,23 @@ def text_column(connection: BaseDatabaseWrapper, table: str, column: str) -> Tex
         collations = [(str(name), str(default).upper() == "YES") for name, default in cursor.fetchall()]
     column_type, nullable, _, collation, comment, table_collation = row
     return TextColumn(
-        str(column_type), nullable == "YES", charset, str(collation), str(comment or ""),
-        str(table_collation), tuple(name for name, _ in collations),
+        str(column_type),
+        nullable == "YES",
+        charset,
+        str(collation),
+        str(comment or ""),
+        str(table_collation),
+        tuple(name for name, _ in collations),
         next((name for name, default in collations if default), str(collation)),
     )
 
 
 def _modify_column_sql(
-    connection: BaseDatabaseWrapper, table: str, column: str, definition: TextColumn, collation: str,
+    connection: BaseDatabaseWrapper,
+    table: str,
+    column: str,
+    definition: TextColumn,
+    collation: str,
 ) -> str:
     """``ALTER TABLE ... MODIFY`` restating ``definition`` with ``collation``."""
     qn = connection.ops.quote_name

@@ -24,8 +24,14 @@ STATE_COLUMNS = ("content_type", "content_encoding", "result", "traceback", "met
 #: Columns kept when the writer does not know them (``NULL``), e.g. a plain
 #: ``update_state()`` must not blank the task name stored at STARTED.
 KEEP_IF_NULL_COLUMNS = (
-    "task_name", "task_args", "task_kwargs", "worker", "periodic_task_name", "date_started",
-    "retries", "queue",
+    "task_name",
+    "task_args",
+    "task_kwargs",
+    "worker",
+    "periodic_task_name",
+    "date_started",
+    "retries",
+    "queue",
 )
 
 
@@ -49,7 +55,10 @@ def _rank_sql(column: str) -> str:
 
 
 def upsert_task_sql(
-    connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], new_status: str,
+    connection: BaseDatabaseWrapper,
+    table: str,
+    columns: Sequence[str],
+    new_status: str,
 ) -> str:
     """One INSERT that creates the row or updates it under the precedence rule.
 
@@ -119,7 +128,10 @@ def _upsert_task_sql(vendor: str, table: str, columns: tuple[str, ...], rank: in
 
 
 def upsert_sql(
-    connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], conflict_column: str,
+    connection: BaseDatabaseWrapper,
+    table: str,
+    columns: Sequence[str],
+    conflict_column: str,
     update_columns: Sequence[str],
 ) -> str:
     """One INSERT that replaces ``update_columns`` of the row with the same ``conflict_column``.
@@ -147,7 +159,11 @@ def upsert_sql(
 
 
 def select_tasks_sql(
-    connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], ids: int, ready_only: bool = False,
+    connection: BaseDatabaseWrapper,
+    table: str,
+    columns: Sequence[str],
+    ids: int,
+    ready_only: bool = False,
 ) -> str:
     """A SELECT of ``columns`` for ``ids`` task ids, of the ready ones only when ``ready_only``.
 
@@ -176,7 +192,10 @@ def write_row(model: Any, alias: str, sql: str, values: Mapping[str, Any]) -> in
 
 
 def upsert_row(
-    model: Any, alias: str, values: Mapping[str, Any], conflict_column: str,
+    model: Any,
+    alias: str,
+    values: Mapping[str, Any],
+    conflict_column: str,
     update_columns: Sequence[str],
 ) -> None:
     """Insert ``values`` or update ``update_columns`` of the existing row, in one statement."""
@@ -202,6 +221,5 @@ def prepared(connection: BaseDatabaseWrapper, model: Any, values: Mapping[str, A
 def _fields_needing_prep(model: Any) -> dict[str, Any]:
     plain = ("CharField", "TextField", "IntegerField", "PositiveIntegerField", "BigAutoField", "AutoField")
     return {
-        field.name: field for field in model._meta.concrete_fields
-        if field.get_internal_type() not in plain
+        field.name: field for field in model._meta.concrete_fields if field.get_internal_type() not in plain
     }

@@ -7,6 +7,10 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterModelOptions(
             name="taskresult",
-            options={"ordering": ["-date_done"], "verbose_name": "task result", "verbose_name_plural": "task results"},
+            options={
+                "ordering": ["-date_done"],
+                "verbose_name": "task result",
+                "verbose_name_plural": "task results",
+            },
         ),
     ]

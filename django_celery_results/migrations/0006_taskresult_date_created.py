@@ -17,8 +17,14 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
-            "taskresult", "date_created",
-            models.DateTimeField(auto_now_add=True, db_index=True, default=django.utils.timezone.now, verbose_name="Created DateTime"),
+            "taskresult",
+            "date_created",
+            models.DateTimeField(
+                auto_now_add=True,
+                db_index=True,
+                default=django.utils.timezone.now,
+                verbose_name="Created DateTime",
+            ),
             preserve_default=False,
         ),
         migrations.RunPython(fill_date_created, migrations.RunPython.noop),

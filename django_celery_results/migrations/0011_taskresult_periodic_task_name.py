@@ -6,7 +6,13 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
-            "taskresult", "periodic_task_name",
-            models.CharField(help_text="Name of the periodic task (celery beat entry) that sent the task", max_length=255, null=True, verbose_name="Periodic Task Name"),
+            "taskresult",
+            "periodic_task_name",
+            models.CharField(
+                help_text="Name of the periodic task (celery beat entry) that sent the task",
+                max_length=255,
+                null=True,
+                verbose_name="Periodic Task Name",
+            ),
         ),
     ]

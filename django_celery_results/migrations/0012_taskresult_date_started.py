@@ -6,7 +6,13 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
-            "taskresult", "date_started",
-            models.DateTimeField(default=None, help_text="When a worker started the task (with task_track_started)", null=True, verbose_name="Started DateTime"),
+            "taskresult",
+            "date_started",
+            models.DateTimeField(
+                default=None,
+                help_text="When a worker started the task (with task_track_started)",
+                null=True,
+                verbose_name="Started DateTime",
+            ),
         ),
     ]

@@ -5,5 +5,7 @@ class Migration(migrations.Migration):
     dependencies = [("django_celery_results", "0012_taskresult_date_started")]
 
     operations = [
-        migrations.AddIndex("taskresult", models.Index(fields=["periodic_task_name"], name="django_cele_periodi_1993cf_idx")),
+        migrations.AddIndex(
+            "taskresult", models.Index(fields=["periodic_task_name"], name="django_cele_periodi_1993cf_idx")
+        ),
     ]

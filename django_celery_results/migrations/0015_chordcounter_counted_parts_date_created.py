@@ -20,12 +20,25 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
-            "chordcounter", "counted_parts",
-            models.TextField(default="|", editable=False, help_text="Ids of the parts already counted, '|'-separated: a redelivered part counts once", null=True, verbose_name="Counted parts"),
+            "chordcounter",
+            "counted_parts",
+            models.TextField(
+                default="|",
+                editable=False,
+                help_text="Ids of the parts already counted, '|'-separated: a redelivered part counts once",
+                null=True,
+                verbose_name="Counted parts",
+            ),
         ),
         migrations.AddField(
-            "chordcounter", "date_created",
-            models.DateTimeField(auto_now_add=True, help_text="When the chord was applied; cleanup() removes counters older than result_expires", null=True, verbose_name="Created DateTime"),
+            "chordcounter",
+            "date_created",
+            models.DateTimeField(
+                auto_now_add=True,
+                help_text="When the chord was applied; cleanup() removes counters older than result_expires",
+                null=True,
+                verbose_name="Created DateTime",
+            ),
         ),
         migrations.RunPython(date_existing_counters, migrations.RunPython.noop),
     ]

@@ -8,11 +8,24 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
-            "taskresult", "retries",
-            models.PositiveIntegerField(default=None, help_text="How many times the task had been retried (with result_extended)", null=True, verbose_name="Retries"),
+            "taskresult",
+            "retries",
+            models.PositiveIntegerField(
+                default=None,
+                help_text="How many times the task had been retried (with result_extended)",
+                null=True,
+                verbose_name="Retries",
+            ),
         ),
         migrations.AddField(
-            "taskresult", "queue",
-            models.CharField(default=None, help_text="Routing key the task was delivered with (with result_extended)", max_length=255, null=True, verbose_name="Queue"),
+            "taskresult",
+            "queue",
+            models.CharField(
+                default=None,
+                help_text="Routing key the task was delivered with (with result_extended)",
+                max_length=255,
+                null=True,
+                verbose_name="Queue",
+            ),
         ),
     ]

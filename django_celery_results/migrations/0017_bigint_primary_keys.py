@@ -10,6 +10,8 @@ class Migration(migrations.Migration):
     dependencies = [("django_celery_results", "0016_taskresult_retries_queue")]
 
     operations = [
-        migrations.AlterField(model, "id", models.BigAutoField(primary_key=True, serialize=False, verbose_name="ID"))
+        migrations.AlterField(
+            model, "id", models.BigAutoField(primary_key=True, serialize=False, verbose_name="ID")
+        )
         for model in ("taskresult", "groupresult", "chordcounter")
     ]

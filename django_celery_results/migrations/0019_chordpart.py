@@ -47,15 +47,17 @@ def move_counted_parts(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> N
     part_model = apps.get_model("django_celery_results", "ChordPart")
     limit = app_settings.task_id_max_length
     counters = (
-        counter_model.objects.using(alias).exclude(counted_parts__isnull=True)
-        .exclude(counted_parts="|").exclude(counted_parts="")
+        counter_model.objects.using(alias)
+        .exclude(counted_parts__isnull=True)
+        .exclude(counted_parts="|")
+        .exclude(counted_parts="")
     )
     for pk, group_id, text in counters.values_list("pk", "group_id", "counted_parts").iterator():
         # An id longer than the column could never be a stored task's: it cannot be redelivered.
         ids = sorted({part for part in str(text).split("|") if part and len(part) <= limit})
         for start in range(0, len(ids), BATCH):
             part_model.objects.using(alias).bulk_create(
-                [part_model(group_id=group_id, task_id=task_id) for task_id in ids[start:start + BATCH]],
+                [part_model(group_id=group_id, task_id=task_id) for task_id in ids[start : start + BATCH]],
                 ignore_conflicts=True,
             )
         counter_model.objects.using(alias).filter(pk=pk).update(counted_parts="|")
@@ -71,7 +73,9 @@ def restore_counted_parts(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -
     counter_model = apps.get_model("django_celery_results", "ChordCounter")
     part_model = apps.get_model("django_celery_results", "ChordPart")
     parts: dict[str, list[str]] = {}
-    for group_id, task_id in part_model.objects.using(alias).order_by("pk").values_list("group_id", "task_id"):
+    for group_id, task_id in (
+        part_model.objects.using(alias).order_by("pk").values_list("group_id", "task_id")
+    ):
         parts.setdefault(group_id, []).append(task_id)
     for group_id, ids in parts.items():
         counter_model.objects.using(alias).filter(group_id=group_id).update(
@@ -88,12 +92,28 @@ class Migration(migrations.Migration):
             name="ChordPart",
             fields=[
                 ("id", models.BigAutoField(primary_key=True, serialize=False, verbose_name="ID")),
-                ("group_id", models.CharField(help_text="Celery ID of the chord header group", max_length=app_settings.task_id_max_length, verbose_name="Group ID")),
-                ("task_id", models.CharField(help_text="Celery ID of the task", max_length=app_settings.task_id_max_length, verbose_name="Task ID")),
+                (
+                    "group_id",
+                    models.CharField(
+                        help_text="Celery ID of the chord header group",
+                        max_length=app_settings.task_id_max_length,
+                        verbose_name="Group ID",
+                    ),
+                ),
+                (
+                    "task_id",
+                    models.CharField(
+                        help_text="Celery ID of the task",
+                        max_length=app_settings.task_id_max_length,
+                        verbose_name="Task ID",
+                    ),
+                ),
             ],
             options={
                 "constraints": [
-                    models.UniqueConstraint(fields=("group_id", "task_id"), name="django_cele_chordpart_uniq"),
+                    models.UniqueConstraint(
+                        fields=("group_id", "task_id"), name="django_cele_chordpart_uniq"
+                    ),
                 ],
             },
         ),

@@ -52,7 +52,8 @@ def chromium() -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(
-            executable_path=executable, headless=True,
+            executable_path=executable,
+            headless=True,
             # Root in a container has no user namespace for Chromium's sandbox.
             args=["--no-sandbox", "--disable-dev-shm-usage"],
         )
@@ -66,7 +67,9 @@ def chromium() -> Iterator[Any]:
 def page(chromium: Any) -> Iterator[Any]:
     """A fresh browser context and page at 1280 px wide, in English."""
     context = chromium.new_context(
-        viewport=VIEWPORT, locale="en-US", permissions=["clipboard-read", "clipboard-write"],
+        viewport=VIEWPORT,
+        locale="en-US",
+        permissions=["clipboard-read", "clipboard-write"],
     )
     context.set_default_timeout(15_000)
     page = context.new_page()

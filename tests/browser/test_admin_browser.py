@@ -76,7 +76,11 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_an_operator_follows_tasks_through_the_admin(
-    page: Any, live_server: Any, worker: Worker, django_user_model: Any, screenshots: Path,
+    page: Any,
+    live_server: Any,
+    worker: Worker,
+    django_user_model: Any,
+    screenshots: Path,
 ) -> None:
     tasks = worker.tasks
     success = tasks.add.delay(2, 3)
@@ -142,7 +146,9 @@ def test_an_operator_follows_tasks_through_the_admin(
     # Chords: one applied two hours ago, its header never finished.
     part = str(uuid.uuid4())
     stuck = ChordCounter.objects.create(
-        group_id=str(uuid.uuid4()), sub_tasks=json.dumps([[[part, None], None]]), count=1,
+        group_id=str(uuid.uuid4()),
+        sub_tasks=json.dumps([[[part, None], None]]),
+        count=1,
     )
     ChordCounter.objects.filter(pk=stuck.pk).update(date_created=timezone.now() - timedelta(hours=2))
     page.goto(url + reverse("admin:django_celery_results_chordcounter_changelist"))

@@ -99,9 +99,23 @@ class ResultsWorkerContainer(CeleryWorkerContainer):
     @classmethod
     def command(cls, *args: str, **kwargs: Any) -> list[str]:
         return [
-            "celery", "-A", "tests.workers", "worker", "--pool", "prefork", "--concurrency", "2",
-            "--loglevel", "INFO", "--hostname", f"{cls.worker_name()}@%h",
-            "--without-mingle", "--without-gossip", "--queues", cls.worker_queue(), *args,
+            "celery",
+            "-A",
+            "tests.workers",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"{cls.worker_name()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--queues",
+            cls.worker_queue(),
+            *args,
         ]
 
     @classmethod
@@ -120,7 +134,8 @@ def dcr_worker_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactor
     shutil.copy(HERE / "Dockerfile", context / "Dockerfile")
     project = context / "project"
     shutil.copytree(
-        ROOT / "django_celery_results", project / "django_celery_results",
+        ROOT / "django_celery_results",
+        project / "django_celery_results",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -128,7 +143,10 @@ def dcr_worker_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactor
             shutil.copy(ROOT / name, project / name)
     version = sys.version_info
     image, _ = docker_client.images.build(
-        path=str(context), tag=IMAGE_TAG, rm=True, buildargs={
+        path=str(context),
+        tag=IMAGE_TAG,
+        rm=True,
+        buildargs={
             "PYTHON_VERSION": f"{version.major}.{version.minor}",
             "CELERY_VERSION": celery.__version__,
             "DJANGO_VERSION": django.__version__,
@@ -164,16 +182,18 @@ def default_worker_env(
 
     env = default_worker_container_cls.initial_env(celery_worker_cluster_config)
     database = {key: connection.settings_dict.get(key) for key in DATABASE_KEYS}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
-        "DCR_TEST_DB": "sqlite",
-        "PYTHONPATH": str(ROOT),
-        "HOME": "/tmp",
-        ENV_DATABASE: json.dumps(database, default=str),
-        ENV_CACHE_DIR: "/tmp/dcr-worker-cache",
-        ENV_BROKER_URL: ";".join(celery_worker_cluster_config["celery_broker_cluster_config"]["urls"]),
-        ENV_CONF: json.dumps({"task_default_queue": QUEUE}),
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
+            "DCR_TEST_DB": "sqlite",
+            "PYTHONPATH": str(ROOT),
+            "HOME": "/tmp",
+            ENV_DATABASE: json.dumps(database, default=str),
+            ENV_CACHE_DIR: "/tmp/dcr-worker-cache",
+            ENV_BROKER_URL: ";".join(celery_worker_cluster_config["celery_broker_cluster_config"]["urls"]),
+            ENV_CONF: json.dumps({"task_default_queue": QUEUE}),
+        }
+    )
     return env
 
 
@@ -202,8 +222,11 @@ def client(celery_setup: CeleryTestSetup, tmp_path: Path) -> Iterator[Celery]:
 
     assert connection.vendor == "sqlite", "the worker container reaches the SQLite test database only"
     app = make_app(
-        "dcr-smoke-client", "django-db", tmp_path,
-        broker_url=celery_setup.broker.config()["host_url"], task_default_queue=QUEUE,
+        "dcr-smoke-client",
+        "django-db",
+        tmp_path,
+        broker_url=celery_setup.broker.config()["host_url"],
+        task_default_queue=QUEUE,
     )
     yield app
     app.close()

@@ -205,8 +205,11 @@ WorkerStarter = Callable[..., AbstractContextManager[Worker]]
 
 @pytest.fixture(scope="module")
 def start_worker(
-    broker: Broker, reaper: Reaper, tmp_path_factory: pytest.TempPathFactory,
-    django_db_setup: Any, django_db_blocker: Any,
+    broker: Broker,
+    reaper: Reaper,
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: Any,
+    django_db_blocker: Any,
 ) -> WorkerStarter:
     """Workers on this module's broker (prefork, two processes, with this suite's settings).
 
@@ -223,7 +226,9 @@ def start_worker(
         queue = settings["task_default_queue"]
         worker = Worker(
             tmp_path_factory.mktemp(f"{label}-{broker.name}"),
-            broker_url=broker.url, conf={**settings, **conf}, queues=(queue, f"{queue}.other"),
+            broker_url=broker.url,
+            conf={**settings, **conf},
+            queues=(queue, f"{queue}.other"),
         )
         try:
             if start:
@@ -243,7 +248,9 @@ def worker_conf() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def worker(
-    request: pytest.FixtureRequest, start_worker: WorkerStarter, worker_conf: dict[str, Any],
+    request: pytest.FixtureRequest,
+    start_worker: WorkerStarter,
+    worker_conf: dict[str, Any],
 ) -> Iterator[Worker]:
     """The module's worker on the current broker."""
     label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")

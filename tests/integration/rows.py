@@ -34,12 +34,19 @@ def assert_dates_in_order(stored: Any) -> None:
     """Created, then started (``task_track_started``), then done."""
     assert stored.date_started is not None, stored.task_id
     assert stored.date_created <= stored.date_started <= stored.date_done, (
-        stored.task_id, stored.date_created, stored.date_started, stored.date_done,
+        stored.task_id,
+        stored.date_created,
+        stored.date_started,
+        stored.date_done,
     )
 
 
 def assert_ran_on(
-    stored: Any, worker: Worker, task_name: str, queue: str | None = None, retries: int = 0,
+    stored: Any,
+    worker: Worker,
+    task_name: str,
+    queue: str | None = None,
+    retries: int = 0,
 ) -> None:
     """The columns ``result_extended`` fills: task name, worker, retries, queue (the routing key)."""
     from tests.integration.conftest import nodename

@@ -64,7 +64,9 @@ def test_group_joins_with_join_and_join_native(worker: Worker) -> None:
     for i, part in enumerate(result.results):
         found = stored[part.id]
         assert (found.status, decoded(found.result), decoded(found.task_args)) == (
-            states.SUCCESS, 2 * i, f"({i}, {i})",
+            states.SUCCESS,
+            2 * i,
+            f"({i}, {i})",
         )
         assert_ran_on(found, worker, "tests.workers.add")
         assert_dates_in_order(found)

@@ -56,7 +56,10 @@ def test_pending_row_from_publish_until_a_worker_runs_the_task(start_worker: Wor
             assert (found.worker, found.date_started, found.retries, found.queue) == (None, None, 0, queue)
             fresh = AsyncResult(result.id, app=worker.app)
             assert (fresh.state, fresh.name, fresh.args, fresh.kwargs) == (
-                states.PENDING, "tests.workers.add", args, kwargs,
+                states.PENDING,
+                "tests.workers.add",
+                args,
+                kwargs,
             )
             assert not fresh.ready()
 
@@ -67,7 +70,8 @@ def test_pending_row_from_publish_until_a_worker_runs_the_task(start_worker: Wor
         assert worker.wait(unrecorded).get(timeout=5) == 2
         done = rows([plain.id, routed.id, unrecorded.id])
         for result, value, queue in (
-            (plain, 5, worker.app.conf.task_default_queue), (routed, 9, other_queue(worker)),
+            (plain, 5, worker.app.conf.task_default_queue),
+            (routed, 9, other_queue(worker)),
         ):
             found = done[result.id]
             assert (found.status, decoded(found.result)) == (states.SUCCESS, value)

@@ -63,8 +63,13 @@ class PgBouncer:
         owner = PostgresServer(self.directory)._owner()  # run as postgres when root
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [PGBOUNCER, str(self.config)], cwd=self.directory, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **owner,
+                [PGBOUNCER, str(self.config)],
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **owner,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -73,13 +78,15 @@ class PgBouncer:
             try:
                 import psycopg
 
-                psycopg.connect(host=HOST, port=self.port, user="postgres", dbname="postgres",
-                                connect_timeout=2).close()
+                psycopg.connect(
+                    host=HOST, port=self.port, user="postgres", dbname="postgres", connect_timeout=2
+                ).close()
                 return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise ServerError(f"pgbouncer did not answer in {timeout:.0f}s: {exc}\n"
-                                      f"{self.log_tail()}") from exc
+                    raise ServerError(
+                        f"pgbouncer did not answer in {timeout:.0f}s: {exc}\n{self.log_tail()}"
+                    ) from exc
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -133,8 +140,15 @@ class Primary(PostgresServer):
     """A disposable PostgreSQL server that streaming replicas can connect to."""
 
     def server_command(self) -> list[str]:
-        return [*super().server_command(), "-c", "wal_level=replica", "-c", "max_wal_senders=4",
-                "-c", "hot_standby=on"]
+        return [
+            *super().server_command(),
+            "-c",
+            "wal_level=replica",
+            "-c",
+            "max_wal_senders=4",
+            "-c",
+            "hot_standby=on",
+        ]
 
     def initialise(self) -> None:
         super().initialise()
@@ -153,11 +167,23 @@ class Replica(PostgresServer):
     def initialise(self) -> None:
         give_to_server_user(self.directory)
         # -R writes standby.signal and primary_conninfo: the copy starts as a streaming standby.
-        self._run([
-            str(PG_BIN / "pg_basebackup"), "--pgdata", str(self.data), "--host", HOST,
-            "--port", str(self.primary.port), "--username", self.user, "-R", "--checkpoint=fast",
-            "--wal-method=stream", "--no-sync",
-        ])
+        self._run(
+            [
+                str(PG_BIN / "pg_basebackup"),
+                "--pgdata",
+                str(self.data),
+                "--host",
+                HOST,
+                "--port",
+                str(self.primary.port),
+                "--username",
+                self.user,
+                "-R",
+                "--checkpoint=fast",
+                "--wal-method=stream",
+                "--no-sync",
+            ]
+        )
 
     def wait_for_replay(self, timeout: float = 30) -> None:
         """Return once the replica has replayed everything the primary had written when called."""
@@ -167,7 +193,8 @@ class Replica(PostgresServer):
         with self.connect() as replica:
             while True:
                 caught_up = replica.execute(
-                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [str(target)],
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                    [str(target)],
                 ).fetchone()[0]
                 if caught_up:
                     return

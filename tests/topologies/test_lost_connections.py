@@ -57,17 +57,23 @@ def closing_idle_sessions(vendor: str, options: dict[str, Any]) -> dict[str, Any
 
 @pytest.fixture(scope="module", params=[False, True], ids=["no-retry", "always-retry"])
 def worker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-    django_db_setup: Any, django_db_blocker: Any,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: Any,
+    django_db_blocker: Any,
 ) -> Iterator[Worker]:
     from django.db import connection
 
     database = closing_idle_sessions(connection.vendor, dict(connection.settings_dict.get("OPTIONS") or {}))
     # worker_lost_wait: how long the main process waits for a killed child's result (10 s by default).
-    conf = {"result_backend_always_retry": request.param, "result_backend_max_retries": 5,
-            "worker_lost_wait": 1}
-    with running_worker(tmp_path_factory.mktemp("lost"), concurrency=2, database=database,
-                        conf=conf) as started:
+    conf = {
+        "result_backend_always_retry": request.param,
+        "result_backend_max_retries": 5,
+        "worker_lost_wait": 1,
+    }
+    with running_worker(
+        tmp_path_factory.mktemp("lost"), concurrency=2, database=database, conf=conf
+    ) as started:
         yield started
         # After SIGKILLed pool processes a warm shutdown can wait out its whole grace period.
         started.stop(grace=3)
@@ -131,8 +137,12 @@ def worker_lost(worker: Worker) -> Any:
 
 EVENTS = [
     revoke_of_a_held_task,
-    pytest.param(revoke_broadcast, marks=pytest.mark.skipif(
-        not BROADCAST_STORES_REVOKED, reason="Celery < 5.6 stores nothing for a revoke broadcast")),
+    pytest.param(
+        revoke_broadcast,
+        marks=pytest.mark.skipif(
+            not BROADCAST_STORES_REVOKED, reason="Celery < 5.6 stores nothing for a revoke broadcast"
+        ),
+    ),
     terminate,
     hard_time_limit,
     worker_lost,
@@ -141,7 +151,8 @@ EVENTS = [
 
 @pytest.mark.parametrize("event", EVENTS)
 def test_the_state_is_stored_after_the_server_ended_the_idle_session(
-    worker: Worker, event: Callable[[Worker], Any],
+    worker: Worker,
+    event: Callable[[Worker], Any],
 ) -> None:
     # The first time opens the connection of the main-process thread that stores
     # this state (Django's connections are per thread: the control commands run

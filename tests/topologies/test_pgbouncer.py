@@ -140,7 +140,8 @@ def wait_time(worker: Worker, seconds: float = 1.0) -> float:
 
 
 def test_get_falls_back_to_polling_logs_it_once_and_never_hangs(
-    worker: Worker, caplog: pytest.LogCaptureFixture,
+    worker: Worker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     notify._deaf_aliases.discard("default")
     with caplog.at_level(logging.WARNING, logger="django_celery_results.notify"):

@@ -32,8 +32,10 @@ TERMINATES = {"prefork": True, "threads": False, "solo": False, "gevent": True}
 
 @pytest.fixture(scope="module", params=list(CONCURRENCY))
 def worker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-    django_db_setup: Any, django_db_blocker: Any,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: Any,
+    django_db_blocker: Any,
 ) -> Iterator[Worker]:
     pool = request.param
     with django_db_blocker.unblock():
@@ -116,8 +118,11 @@ def test_tasks_running_at_once_never_share_a_connection(worker: Worker) -> None:
     results = [worker.tasks.session.delay(0.3) for _ in range(2 * worker.concurrency)]
     runs = [json.loads(row_in(result.id, states.SUCCESS).result) for result in results]
 
-    overlapping = [(a, b) for a, b in itertools.combinations(runs, 2)
-                   if a["started"] < b["ended"] and b["started"] < a["ended"]]
+    overlapping = [
+        (a, b)
+        for a, b in itertools.combinations(runs, 2)
+        if a["started"] < b["ended"] and b["started"] < a["ended"]
+    ]
     if worker.concurrency > 1:
         assert overlapping, "the pool never ran two tasks at once"
     else:  # solo: one task at a time
@@ -138,8 +143,13 @@ def test_stopping_the_worker_leaves_no_session_open(worker: Worker) -> None:
 @pytest.mark.engine("sqlite")  # the pool comes from the settings whatever the engine: one run shows it
 def test_the_pool_named_in_django_settings_is_used(tmp_path: Any, django_db_setup: Any) -> None:
     """``CELERY_WORKER_POOL = "threads"`` (read through ``config_from_object(..., namespace="CELERY")``)."""
-    with running_worker(tmp_path, pool=None, concurrency=2, app_module="tests.topologies.django_app",
-                        settings_module="tests.topologies.pool_settings") as worker:
+    with running_worker(
+        tmp_path,
+        pool=None,
+        concurrency=2,
+        app_module="tests.topologies.django_app",
+        settings_module="tests.topologies.pool_settings",
+    ) as worker:
         result = worker.tasks.add.delay(20, 22)
         row = row_in(result.id, states.SUCCESS)
         assert ".> concurrency: 2 (thread)" in worker.log()

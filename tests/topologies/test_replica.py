@@ -53,7 +53,8 @@ def servers(django_db_setup: Any, django_db_blocker: Any) -> Iterator[tuple[Prim
         replica_wrapper.close()
         # A mirror, as in the test settings: Django never flushes it (a standby refuses writes).
         replica_wrapper.settings_dict = {
-            **default, "PORT": str(replica.port),
+            **default,
+            "PORT": str(replica.port),
             "TEST": {**default.get("TEST", {}), "MIRROR": "default"},
             # A read stuck behind a lock held by paused replay fails the test instead of hanging it.
             "OPTIONS": {**default.get("OPTIONS", {}), "options": "-c statement_timeout=20000"},

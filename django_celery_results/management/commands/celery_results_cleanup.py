@@ -178,7 +178,9 @@ class SignedValueParser(CommandParser):
     """
 
     def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
     ) -> tuple[argparse.Namespace, list[str]]:
         tokens = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(self.attach_signed_values(tokens), namespace)
@@ -280,49 +282,61 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--older-than", metavar="DURATION",
+            "--older-than",
+            metavar="DURATION",
             help=f"Delete rows older than this: {AGE_HELP}. Default: result_expires of the "
             "current Celery app (Celery's default: 1 day); refused when it is None. "
             "Under a minute needs --force.",
         )
         parser.add_argument(
-            "--force", action="store_true",
+            "--force",
+            action="store_true",
             help="Delete even when the age is under a minute, which also reaches tasks still queued "
             "or running (a result is dated by its latest state).",
         )
         parser.add_argument(
-            "--status", action="append", metavar="STATE",
+            "--status",
+            action="append",
+            metavar="STATE",
             help="Only task results in this state (exact, e.g. SUCCESS; a custom state in upper "
             "case); repeat for several. "
             "Keeps group results and chord counters unless --include-groups/--include-chords.",
         )
         parser.add_argument(
-            "--task-name", action="append", metavar="NAME",
+            "--task-name",
+            action="append",
+            metavar="NAME",
             help="Only task results of this task (exact name); repeat for several. "
             "Keeps group results and chord counters unless --include-groups/--include-chords.",
         )
         parser.add_argument(
-            "--include-groups", action=argparse.BooleanOptionalAction,
+            "--include-groups",
+            action=argparse.BooleanOptionalAction,
             help="Also delete expired group results. Default: yes, unless --status or --task-name is given.",
         )
         parser.add_argument(
-            "--include-chords", action=argparse.BooleanOptionalAction,
+            "--include-chords",
+            action=argparse.BooleanOptionalAction,
             help="Also delete chord counters older than the cutoff (their chord completed or was "
             "abandoned). Default: yes, unless --status or --task-name is given.",
         )
         parser.add_argument(
-            "--batch-size", type=int, metavar="N",
+            "--batch-size",
+            type=int,
+            metavar="N",
             help="Rows deleted per transaction, from 1 to 1,000,000. Default: "
             "DJANGO_CELERY_RESULTS['CLEANUP_BATCH_SIZE']; when unset, each batch is sized to "
             "take about 50 ms.",
         )
         parser.add_argument(
-            "--dry-run", action="store_true",
+            "--dry-run",
+            action="store_true",
             help="Count what would be deleted, also per state and for the 10 most frequent task "
             "names; delete nothing.",
         )
         parser.add_argument(
-            "--database", metavar="ALIAS",
+            "--database",
+            metavar="ALIAS",
             help="Delete from this database alias. Default: each model's write alias from the routers; "
             "a read replica is refused.",
         )
@@ -350,9 +364,13 @@ class Command(BaseCommand):
         except OverflowError:
             raise CommandError(f"Invalid --older-than: {describe_age(age)} ago is before year 1.") from None
         cleanup = Cleanup(
-            before=before, statuses=statuses, task_names=task_names,
-            groups=included[GROUPS], chords=included[CHORDS],
-            batch_size=self.batch_size(options["batch_size"]), database=options["database"],
+            before=before,
+            statuses=statuses,
+            task_names=task_names,
+            groups=included[GROUPS],
+            chords=included[CHORDS],
+            batch_size=self.batch_size(options["batch_size"]),
+            database=options["database"],
         )
         self.check_database(cleanup)
         if verbosity >= 1:
@@ -453,8 +471,11 @@ class Command(BaseCommand):
         """Say that a filter keeps group results and chord counters unless they are asked for."""
         if not (statuses or options["task_name"]):
             return
-        kept = [kind for kind, flag in ((GROUPS, "include_groups"), (CHORDS, "include_chords"))
-                if options[flag] is None]
+        kept = [
+            kind
+            for kind, flag in ((GROUPS, "include_groups"), (CHORDS, "include_chords"))
+            if options[flag] is None
+        ]
         if kept:
             self.stdout.write(
                 f"Keeping {' and '.join(kept)}: --status and --task-name select task results only "
@@ -473,15 +494,17 @@ class Command(BaseCommand):
         """
         rows = cleanup.rows(TASKS).order_by()
         by_state = rows.values("status").annotate(rows=Count("*")).order_by("-rows", "status")
-        by_name = (rows.values("task_name").annotate(rows=Count("*"))
-                   .order_by("-rows", "task_name")[:TOP_TASK_NAMES])
+        by_name = (
+            rows.values("task_name").annotate(rows=Count("*")).order_by("-rows", "task_name")[:TOP_TASK_NAMES]
+        )
         width = len(str(total))
         lines = ["Task results by state:"]
         lines += [f"  {group['rows']:>{width}}  {group['status']}" for group in by_state]
         names = list(by_name)
         others = total - sum(group["rows"] for group in names)
         lines.append(
-            f"Task results by task name (the {TOP_TASK_NAMES} most frequent):" if others > 0
+            f"Task results by task name (the {TOP_TASK_NAMES} most frequent):"
+            if others > 0
             else "Task results by task name:"
         )
         for group in names:
@@ -517,7 +540,8 @@ class Command(BaseCommand):
             except DatabaseError as exc:
                 raise CommandError(
                     f"Failed after deleting {self.amounts(cleanup, deleted)} older than "
-                    f"{describe_age(age)}: {exc}", returncode=1,
+                    f"{describe_age(age)}: {exc}",
+                    returncode=1,
                 ) from exc
             finally:
                 if progress is not None:
