@@ -1,16 +1,22 @@
-"""Real OS processes that write to the test database, for race tests.
+"""Real OS processes: children writing to the test database (race tests), and Python commands.
 
-Each child is a fresh interpreter (``spawn``) that sets Django up with the
-parent's *test* database connection settings, so all processes race on the
-same rows through separate connections.
+Each child of :func:`run_in_processes` is a fresh interpreter (``spawn``)
+that sets Django up with the parent's *test* database connection settings, so
+all processes race on the same rows through separate connections.
+:func:`run_python` runs ``python ...`` from the project's root, its output captured.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DATABASE_KEYS = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "TIME_ZONE")
 
@@ -60,3 +66,20 @@ def run_in_processes(
     errors = [detail for status, detail in outcomes if status == "error"]
     assert not errors, errors
     return [detail for _, detail in outcomes]
+
+
+def run_python(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``python <args>`` from the project root with ``env``; output captured as text, never raises."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

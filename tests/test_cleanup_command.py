@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -38,7 +37,7 @@ from django_celery_results.management.commands.celery_results_cleanup import (
 )
 from django_celery_results.models import ChordCounter, GroupResult, TaskResult
 from django_celery_results.utils import now
-from tests.processes import database_settings
+from tests.processes import database_settings, run_python
 from tests.routers import ResultsRouter, extra_connections_closed  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1008,15 +1007,7 @@ def cleanup_process(*args: str, stop: str | None = None) -> subprocess.Completed
     }
     if stop:
         env["DCR_CLEANUP_SIGNAL"] = stop
-    return subprocess.run(
-        [sys.executable, "-c", RUNNER, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_python(["-c", RUNNER, *args], env)
 
 
 @db

@@ -30,8 +30,6 @@ import json
 import logging
 import multiprocessing
 import os
-import subprocess
-import sys
 import time
 import traceback
 import uuid
@@ -39,15 +37,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from django_celery_results.engines import error_chain
 from tests.disposable import DisposableServer, disposable_server
+from tests.processes import run_python
 
-ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "dcr_fault"
 TASK_NAME = "tests.test_faults.pair"
 #: The variable :mod:`tests.fault_settings` reads the ``DATABASES`` entry from.
@@ -289,15 +286,7 @@ def storing_processes(database: dict[str, Any], prefix: str, always_retry: bool)
 def migrate(database: dict[str, Any]) -> None:
     """Create this app's tables in ``database``, with ``manage.py migrate`` in a child process."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.fault_settings", ENV_DATABASE: json.dumps(database)}
-    completed = subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "django_celery_results", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = run_python(["-m", "django", "migrate", "django_celery_results", "--noinput", "-v", "0"], env)
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +19,8 @@ from celery.result import GroupResult as CeleryGroupResult
 from django.db import connections
 
 from django_celery_results.models import GroupResult, TaskResult
+from tests.processes import run_python
 from tests.routers import extra_connections_closed  # noqa: F401
-
-ROOT = Path(__file__).resolve().parent.parent
 
 #: Runs in the subprocess: the backend's round trip, reported as JSON.
 SMOKE = textwrap.dedent(
@@ -67,15 +63,7 @@ SMOKE = textwrap.dedent(
 def run_smoke(block: str, database: str) -> dict[str, Any]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DCR_TEST_DB": "postgresql"}
     env["PGDATABASE"] = database  # the test database pytest-django created
-    completed = subprocess.run(
-        [sys.executable, "-c", SMOKE.format(block=block)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = run_python(["-c", SMOKE.format(block=block)], env)
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -27,6 +25,7 @@ from django.test import override_settings
 from django_celery_results import conf
 from django_celery_results.checks import DOCS_BASE, check_settings
 from django_celery_results.conf import OPTION_KEYS, AppSettings, InvalidSetting, app_settings
+from tests.processes import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "django_celery_results"
@@ -283,15 +282,7 @@ def test_a_bad_id_length_still_imports_the_models_and_fails_the_check(tmp_path: 
         "DJANGO_SETTINGS_MODULE": "bad_length_settings",
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_python(["-c", script], env)
     assert "length 255" in done.stdout, done.stderr
     assert done.returncode != 0
     assert f"{APP}.E003" in done.stderr and "'abc'" in done.stderr
