@@ -32,6 +32,24 @@ TASK_DONE_STATE_INDEX = "django_cele_done_state_idx"
 CHORD_AGE_INDEX = "django_cele_chord_age_idx"
 
 
+def content_type_field() -> models.CharField[str, str]:
+    """How a task or group result is serialized: the column both tables share."""
+    return models.CharField(
+        _("Result Content Type"),
+        max_length=128,
+        help_text=_("Content type of the serialized result"),
+    )
+
+
+def content_encoding_field() -> models.CharField[str, str]:
+    """How the serialized result is encoded as text: the column both tables share."""
+    return models.CharField(
+        _("Result Encoding"),
+        max_length=64,
+        help_text=_("Encoding of the serialized result ('binary' means base64 text)"),
+    )
+
+
 class TaskResult(models.Model):
     """One row per task id: its latest state, result and what ran it."""
 
@@ -79,16 +97,8 @@ class TaskResult(models.Model):
         null=True,
         help_text=_("Host name of the worker that ran the task"),
     )
-    content_type = models.CharField(
-        _("Result Content Type"),
-        max_length=128,
-        help_text=_("Content type of the serialized result"),
-    )
-    content_encoding = models.CharField(
-        _("Result Encoding"),
-        max_length=64,
-        help_text=_("Encoding of the serialized result ('binary' means base64 text)"),
-    )
+    content_type = content_type_field()
+    content_encoding = content_encoding_field()
     result = models.TextField(
         _("Result Data"),
         null=True,
@@ -286,16 +296,8 @@ class GroupResult(models.Model):
         auto_now=True,
         help_text=_("When the group result was last saved"),
     )
-    content_type = models.CharField(
-        _("Result Content Type"),
-        max_length=128,
-        help_text=_("Content type of the serialized result"),
-    )
-    content_encoding = models.CharField(
-        _("Result Encoding"),
-        max_length=64,
-        help_text=_("Encoding of the serialized result ('binary' means base64 text)"),
-    )
+    content_type = content_type_field()
+    content_encoding = content_encoding_field()
     result = models.TextField(
         _("Result Data"),
         null=True,
