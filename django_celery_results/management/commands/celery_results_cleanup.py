@@ -1,50 +1,8 @@
 """``manage.py celery_results_cleanup``: delete expired task results, group results and chord counters.
 
-It runs the same :class:`~django_celery_results.cleanup.Cleanup` as
-``backend.cleanup()`` (the ``celery.backend_cleanup`` periodic task), with
-options to narrow it and to see what it would do first. Decisions:
-
-* ``--older-than`` defaults to ``result_expires`` of the current Celery app:
-  the project's app when its module is imported at Django startup, as the
-  Celery docs recommend; otherwise Celery's default app, whose
-  ``result_expires`` is Celery's default of 1 day. When ``result_expires`` is
-  None (results never expire) the command refuses to guess and asks for
-  ``--older-than``. ``-v 2`` shows which app the default came from.
-* An age under a minute needs ``--force``: a task result is dated by its
-  latest state, so such a cutoff reaches tasks still queued or running
-  (PENDING, STARTED, RETRY rows). A dry run deletes nothing, so it only
-  notes that the real run would need ``--force``.
-* ``--status`` takes Celery's states and custom ones, which Celery and
-  projects write in upper case (``PROGRESS``). A value in upper case is
-  taken as given, with a note when it is not a built-in state (and a
-  "did you mean" when one is close). Any other value is refused before any
-  query: ``success`` would match nothing, as states are case-sensitive, so
-  the error names ``SUCCESS``, or a close state, or lists the states.
-* ``--older-than`` and ``--batch-size`` take a value starting with a minus
-  sign (``--older-than -5d``) as their value rather than as an unknown
-  option, so that the command, not argparse, says why it is refused.
-* ``--dry-run`` also breaks the task results down per state and for the 10
-  most frequent task names: two ``GROUP BY`` queries over the rows already
-  selected through the date index, returning at most a row per state and 10
-  rows of names.
-* ``--status`` and ``--task-name`` select task results. Group results and
-  chord counters have no state or task name: a filter cannot say which of
-  them belong to the selected tasks, so they are kept unless
-  ``--include-groups``/``--include-chords`` ask for them (then those older
-  than the cutoff go, whatever their members). Without a filter all three go.
-* Rows are deleted from each model's write alias (``router.db_for_write``).
-  ``--database`` names one alias for all three tables; the command refuses an
-  unknown alias, an alias the routers read the results from but do not
-  write them to (a read replica: its primary's deletions reach it), and an
-  alias the routers keep the tables out of (``allow_migrate``). Any other
-  alias is accepted, e.g. a second database holding its own results.
-* Deletion runs oldest first, ``--batch-size`` rows per short transaction
-  (1 to 1,000,000, checked before any query, as is the setting it defaults to).
-  SIGINT (Ctrl-C) or SIGTERM stops it after the batch in flight commits;
-  a second signal stops it at once and that batch rolls back. Either way
-  the command reports what was deleted and exits with 128 + the signal
-  number (130 for Ctrl-C). A database error exits with status 1. Exit
-  status 0 means the cleanup finished.
+The same :class:`~django_celery_results.cleanup.Cleanup` as ``backend.cleanup()``,
+narrowed by options, with a dry run, batches, progress and exit statuses; each
+option's decisions (defaults, refusals, signals): :doc:`/cleanup`.
 """
 
 from __future__ import annotations
