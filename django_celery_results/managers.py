@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from functools import cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,11 +49,14 @@ class TxIsolationWarning(UserWarning):
 
 
 def transaction_retry(max_retries: int = 1) -> Callable[[F], F]:
-    """Retry the decorated database operation on transient errors only.
+    """Retry the decorated database operation on transient errors only (the public managers' API).
 
     Lost connections, deadlocks and serialization failures are retried up to
     ``max_retries`` times (callers may pass ``exception_retry_count=``); any
     other error, e.g. ``DataError`` or ``IntegrityError``, is raised at once.
+    The same test and the same reset as the backend gives Celery's retry
+    (``exception_safe_to_retry``, ``on_backend_retryable_error``); the backend's
+    own writes go through Celery's retry only.
     """
 
     def decorate(fun: F) -> F:
@@ -68,18 +71,31 @@ def transaction_retry(max_retries: int = 1) -> Callable[[F], F]:
                     if attempt >= budget or not engines.is_transient_error(exc):
                         raise
                     attempt += 1
-                    _drop_broken_connections()
+                    reset_connections(result_aliases())
 
         return run  # type: ignore[return-value]
 
     return decorate
 
 
-def _drop_broken_connections() -> None:
-    """Close connections that failed outside a transaction so the next use reconnects."""
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
+def result_aliases() -> set[str]:
+    """The aliases the routers give the results' tables, for reads and writes."""
+    from .models import ChordCounter, ChordPart, GroupResult, TaskResult
+
+    models_ = (TaskResult, GroupResult, ChordCounter, ChordPart)
+    return {alias for model in models_ for alias in (router.db_for_write(model), router.db_for_read(model))}
+
+
+def reset_connections(aliases: Iterable[str]) -> None:
+    """Before a retry: close the connections of ``aliases`` outside a transaction; the next use reconnects.
+
+    One inside a transaction is left to the transaction's owner: replacing it
+    would lose the transaction's other writes.
+    """
+    for alias in aliases:
+        connection = connections[alias]
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 class ResultQuerySet(models.QuerySet[M]):
@@ -453,7 +469,18 @@ class GroupResultManager(ResultManager["GroupResult"]):
         result: str | None,
         using: str | None = None,
     ) -> GroupResult:
-        """Save (create or replace) a group result in one statement."""
+        """Save (create or replace) a group result in one statement, retried on transient errors."""
+        return self.write_group(content_type, content_encoding, group_id, result, using)
+
+    def write_group(
+        self,
+        content_type: str,
+        content_encoding: str,
+        group_id: str,
+        result: str | None,
+        using: str | None = None,
+    ) -> GroupResult:
+        """Save (create or replace) a group result in one statement; the caller decides on retries."""
         values = {
             "group_id": group_id,
             "content_type": content_type,

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from celery import states
@@ -216,6 +217,27 @@ def test_transaction_retry_retries_transient_errors_only() -> None:
         with pytest.raises(type(permanent)):
             transaction_retry(max_retries=3)(once)()
         assert once.calls == 1
+
+
+@pytest.mark.django_db
+def test_a_group_save_is_retried_by_one_layer_only(
+    celery_app_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The public manager retries; the backend leaves its retries to Celery's policy, never both."""
+    from django_celery_results import engines
+
+    writes = Flaky(_transient_error(), failures=10)
+    monkeypatch.setattr(engines, "upsert_row", lambda *args, **kwargs: writes())
+    results = celery_app_factory().GroupResult("g-once", [])
+    with pytest.raises(OperationalError):
+        results.save()  # result_backend_always_retry is off: Celery does not retry, nor do we
+    assert writes.calls == 1
+
+    writes.calls = 0
+    with pytest.raises(OperationalError):
+        GroupResult.objects.store_group_result("application/json", "utf-8", "g-api", "[]")
+    assert writes.calls == 3  # the first try and transaction_retry's two
 
 
 @pytest.mark.django_db

@@ -21,7 +21,7 @@ from django.utils.functional import classproperty
 
 from .. import codec, engines, notify
 from ..exceptions import UnstorableText, ValueTooLong
-from ..managers import PartOutcome
+from ..managers import PartOutcome, reset_connections, result_aliases
 from ..values import check_id, check_ids
 from .chords import GroupBodyFailures
 
@@ -187,24 +187,13 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
         """True for transient database errors (lost connection, deadlock...); no side effect."""
         return engines.is_transient_error(exc)
 
-    def _result_aliases(self) -> set[str]:
-        """The aliases the routers give results, for reads and writes."""
-        return {
-            alias
-            for model in (self.TaskModel, self.GroupModel, self.ChordCounterModel)
-            for alias in (router.db_for_write(model), router.db_for_read(model))
-        }
-
     def on_backend_retryable_error(self, exc: BaseException) -> None:
-        """Before a retry, drop the broken connections of the aliases results use."""
-        for alias in self._result_aliases():
-            connection = connections[alias]
-            if not connection.in_atomic_block:
-                connection.close()
+        """Before a retry, drop the connections of the aliases results use (outside a transaction)."""
+        reset_connections(result_aliases())
 
     def _reconnectable(self) -> bool:
         """No result alias is inside a transaction: a lost session can be replaced without losing one."""
-        return not any(connections[alias].in_atomic_block for alias in self._result_aliases())
+        return not any(connections[alias].in_atomic_block for alias in result_aliases())
 
     def current_task_children(self, request: Any = None) -> list[Any] | None:
         """The running task's children, as Celery stores them; results only (a mock's are ignored)."""
@@ -467,12 +456,8 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
     @reconnects_when_lost
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
         content_type, content_encoding, text = self.encode_content(result.as_tuple())
-        self.GroupModel._default_manager.store_group_result(
-            content_type,
-            content_encoding,
-            group_id,
-            text,
-        )
+        # Retried by Celery (result_backend_always_retry), not once more here.
+        self.GroupModel._default_manager.write_group(content_type, content_encoding, group_id, text)
         return result
 
     @reconnects_when_lost
