@@ -1,5 +1,8 @@
-"""The statements of the write and read paths, per engine: the task upsert under the
-state precedence rule, the generic upsert, the task SELECT, and running one of them."""
+"""Statements of the write and read paths, per engine, and running one.
+
+The task upsert under the state precedence rule, the generic upsert, the task
+SELECT, and the values as the driver wants them.
+"""
 
 from __future__ import annotations
 
