@@ -418,7 +418,8 @@ CORNER_TESTS = (
 
 
 #: pytest options of the main cells in CI: branch coverage of the package (pyproject's [tool.coverage]).
-COVERAGE_ARGS = ("--cov", "--cov-report=")
+#: The floor applies to the cells together (report_coverage), not to each one.
+COVERAGE_ARGS = ("--cov", "--cov-report=", "--cov-fail-under=0")
 
 
 def report_coverage(envs: list[str]) -> int:

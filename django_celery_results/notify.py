@@ -76,6 +76,10 @@ class Dispatcher:
         self.stopped = threading.Event()
         #: Set while the LISTEN is in place and known to be heard (its probe came back).
         self.heard = threading.Event()
+        #: Set once the probe concluded either way, or the thread ended without one.
+        self.probed = threading.Event()
+        #: Under Django's tests: stop as soon as the probe concludes if no call waits then.
+        self.close_when_probed = False
         self.thread = threading.Thread(target=self._run, name=f"dcr-listener-{alias}", daemon=True)
         self.thread.start()
 
@@ -146,17 +150,27 @@ class Dispatcher:
                     waiter.event.set()
 
     def _run(self) -> None:
-        probed = False
+        try:
+            self._listen()
+        finally:
+            self.probed.set()
+            self._drop(close=True)
+
+    def _listen(self) -> None:
         while not self.stopped.is_set():
             try:
                 if self.raw is None:
                     self.raw = self._open()
-                    if not probed:
+                    if not self.probed.is_set():
                         if not self._hears_probe(self.raw):
                             if not self.stopped.is_set():  # stopped while probing proves nothing
                                 self._go_deaf()
-                            break
-                        probed = True
+                            return
+                        self.probed.set()
+                        if self.close_when_probed and _forget_if_idle(self.alias, self):
+                            self.stopped.set()
+                            self._close_pipe()  # forgotten: no stop() will close it
+                            return
                     # Waiters read once more (a result stored before the LISTEN was in
                     # place is read, not announced), then rely on the notifications.
                     self._wake_all()
@@ -166,7 +180,6 @@ class Dispatcher:
                 self.heard.clear()
                 self._drop(close=True)
                 self.stopped.wait(REOPEN_PAUSE)
-        self._drop(close=True)
 
     def _go_deaf(self) -> None:
         """Notifications do not come through this alias: say so once, and let every waiter poll."""
@@ -202,6 +215,9 @@ class Dispatcher:
         os.write(self.wakeup_write, b"x")
         self.thread.join(2)
         self._drop(close=True)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
         for end in (self.wakeup_read, self.wakeup_write):
             with suppress(OSError):
                 os.close(end)
@@ -261,12 +277,27 @@ def _under_django_tests() -> bool:
 
 
 def _close(alias: str, shared: Dispatcher) -> None:
-    """Stop ``shared`` and forget it, unless another waiter has started using it meanwhile."""
+    """Stop ``shared`` and forget it, unless another waiter has started using it meanwhile.
+
+    A probe still in flight is let conclude (within :data:`PROBE_TIMEOUT`), and
+    the listener then stops itself: stopping it now would leave a deaf alias
+    unknown, probed again by every wait.
+    """
+    if not shared.probed.is_set():
+        shared.close_when_probed = True
+        if not shared.probed.is_set():
+            return
+    if _forget_if_idle(alias, shared):
+        shared.stop()
+
+
+def _forget_if_idle(alias: str, shared: Dispatcher) -> bool:
+    """Forget ``shared`` when it is the alias's listener and no call waits on it; whether it was."""
     with _lock:
         if _dispatchers.get(alias) is not shared or not shared.idle():
-            return
+            return False
         del _dispatchers[alias]
-    shared.stop()
+        return True
 
 
 def close_all() -> None:
