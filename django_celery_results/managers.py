@@ -470,17 +470,16 @@ class GroupResultManager(ResultManager["GroupResult"]):
         using: str | None = None,
     ) -> GroupResult:
         """Save (create or replace) a group result in one statement, retried on transient errors."""
-        return self.write_group(content_type, content_encoding, group_id, result, using)
+        return self.write_group(group_id, (content_type, content_encoding, result), using)
 
     def write_group(
-        self,
-        content_type: str,
-        content_encoding: str,
-        group_id: str,
-        result: str | None,
-        using: str | None = None,
+        self, group_id: str, content: tuple[str, str, str | None], using: str | None = None
     ) -> GroupResult:
-        """Save (create or replace) a group result in one statement; the caller decides on retries."""
+        """Save (create or replace) a group result in one statement; the caller decides on retries.
+
+        ``content``: the content type, the encoding and the encoded result (``encode_content()``).
+        """
+        content_type, content_encoding, result = content
         values = {
             "group_id": group_id,
             "content_type": content_type,

@@ -455,9 +455,8 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
 
     @reconnects_when_lost
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
-        content_type, content_encoding, text = self.encode_content(result.as_tuple())
         # Retried by Celery (result_backend_always_retry), not once more here.
-        self.GroupModel._default_manager.write_group(content_type, content_encoding, group_id, text)
+        self.GroupModel._default_manager.write_group(group_id, self.encode_content(result.as_tuple()))
         return result
 
     @reconnects_when_lost
