@@ -406,14 +406,14 @@ def split_passthrough(
 #: What the corner cells run in CI: the backend contract, state precedence, races, chords,
 #: migrations, faults, both PostgreSQL drivers and real workers.
 CORNER_TESTS = (
-    "tests/test_backend.py",
-    "tests/test_precedence.py",
-    "tests/test_races.py",
-    "tests/test_chord_parts.py",
+    "tests/backends/test_database.py",
+    "tests/backends/test_precedence.py",
+    "tests/races/test_concurrent_writers.py",
+    "tests/backends/test_chords.py",
     "tests/test_migrations.py",
-    "tests/test_faults.py",
-    "tests/test_psycopg2.py",
-    "tests/test_worker.py",
+    "tests/faults/test_server_restarts.py",
+    "tests/engines/test_postgresql_drivers.py",
+    "tests/workers/test_backends.py",
 )
 
 
@@ -525,7 +525,7 @@ def cmd_docs(argv: list[str]) -> int:
 def cmd_messages(argv: list[str]) -> int:
     """makemessages then compilemessages for the package's own catalogs.
 
-    Both .po and .mo are committed; tests/test_packaging.py fails when a .mo
+    Both .po and .mo are committed; tests/project/test_packaging.py fails when a .mo
     no longer matches its .po.
     """
     missing = [tool for tool in ("xgettext", "msgmerge", "msgfmt") if shutil.which(tool) is None]

@@ -779,7 +779,7 @@ def latency_pooler(bench: Bench) -> list[Figure]:
     from django.test import override_settings
 
     from django_celery_results import notify
-    from tests.topologies.servers import pgbouncer
+    from tests.support.servers import pgbouncer
 
     from . import workloads
 

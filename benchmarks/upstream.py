@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def upstream_root() -> Path:
     """Where upstream's package is unpacked (downloaded by pip on first use)."""
     sys.path.insert(0, str(ROOT))
-    from tests.upstream import upstream_root as unpacked
+    from tests.support.upstream import upstream_root as unpacked
 
     return unpacked()
 

@@ -8,19 +8,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-
-def make_app(backend: str = "django-db", **conf: Any) -> Celery:
-    """A Celery app (no broker needed) whose results go to ``backend``."""
-    app = Celery("tests", set_as_current=False)
-    settings: dict[str, Any] = {
-        "broker_url": "memory://",
-        "result_backend": backend,
-        "result_extended": True,
-        "accept_content": ["json"],
-        "result_accept_content": None,
-    }
-    app.conf.update({**settings, **conf})
-    return app
+from tests.support.apps import make_app
 
 
 @pytest.fixture

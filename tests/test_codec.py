@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from kombu.exceptions import ContentDisallowed
 
 from django_celery_results import codec
-from tests.strategies import any_text, json_values, pickle_values, safe_text
+from tests.support.strategies import any_text, json_values, pickle_values, safe_text
 
 JSON = codec.Codec("json", ["json"])
 PICKLE = codec.Codec("pickle", ["json", "pickle"])

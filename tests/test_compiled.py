@@ -17,7 +17,7 @@ from django_celery_results import compiled
 from django_celery_results.managers import META_COLUMNS, READY_COLUMNS
 from django_celery_results.models import TaskResult
 from django_celery_results.utils import now
-from tests.strategies import any_text, safe_text
+from tests.support.strategies import any_text, safe_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

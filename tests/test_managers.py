@@ -24,7 +24,7 @@ from django_celery_results.managers import (
     transaction_retry,
 )
 from django_celery_results.models import GroupResult, TaskResult
-from tests.strategies import safe_text
+from tests.support.strategies import safe_text
 
 
 def test_public_signatures() -> None:

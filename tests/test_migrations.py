@@ -21,7 +21,7 @@ run uses:
    collation), keeps their rows and definitions, and reverses cleanly; it is a
    no-op on the other engines.
 
-Upstream only ever runs in a subprocess (``tests/upstream.py``); scratch
+Upstream only ever runs in a subprocess (``tests/support/upstream.py``); scratch
 databases are named ``dcr_mig_<pid>_<step>`` and dropped at the end.
 """
 
@@ -40,7 +40,7 @@ from django.db import IntegrityError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 
-from tests import upstream
+from tests.support import upstream
 from tests.settings import ENGINE, database
 
 APP = "django_celery_results"
@@ -815,7 +815,7 @@ def test_results_read_back_identically(
         # Ours also returns Celery's own key for the task name (read by AsyncResult.name);
         # upstream's meta has only task_name.
         expected[item]["name"] = theirs[item]["task_name"]
-    # Deliberate divergence (tests/test_backend.py asserts it): ours follows Celery's
+    # Deliberate divergence (tests/backends/test_database.py asserts it): ours follows Celery's
     # backend contract, date_done only for ready states; upstream returns the row's
     # date_done (time of the last update) for PROGRESS as well.
     assert theirs["progress"]["date_done"] != "None"

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from celery import states
 from celery import uuid as new_id
-from celery.app.task import Context
 from celery.result import GroupResult
 from django.db import connection, connections, transaction
 from django.test import Client
@@ -25,6 +24,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from django_celery_results.models import ChordCounter, TaskResult
+from tests.support.requests import task_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,22 +35,6 @@ DATE_DONE_INDEX = "django_cele_date_do_f59aad_idx"
 #: 3,000 small rows rather than walk the index for ``ORDER BY ... LIMIT``; at
 #: 20,000 it walks the index, as it does on the tables this is about.
 BIG_TABLE_ROWS = 20_000
-
-
-def request(task_id: str, **extra: Any) -> Context:
-    """The request a worker passes with ``result_extended``."""
-    return Context(
-        id=task_id,
-        task="tests.add",
-        args=[1, 2],
-        kwargs={},
-        argsrepr="(1, 2)",
-        kwargsrepr="{}",
-        hostname="celery@test",
-        delivery_info={"routing_key": "celery"},
-        retries=0,
-        **extra,
-    )
 
 
 def statements(action: Callable[[], object]) -> list[str]:
@@ -78,8 +62,8 @@ def statements(action: Callable[[], object]) -> list[str]:
 def test_store_result_is_one_statement(backend: Any, before: str | None, state: str) -> None:
     task_id = new_id()
     if before is not None:
-        backend.store_result(task_id, "earlier", before, request=request(task_id))
-    sent = statements(lambda: backend.store_result(task_id, "now", state, request=request(task_id)))
+        backend.store_result(task_id, "earlier", before, request=task_request(task_id))
+    sent = statements(lambda: backend.store_result(task_id, "now", state, request=task_request(task_id)))
     assert len(sent) == 1, sent
     assert TaskResult.objects.get(task_id=task_id).status == (before if before == states.SUCCESS else state)
 
@@ -88,7 +72,7 @@ def test_store_result_is_one_statement(backend: Any, before: str | None, state: 
 def test_get_task_meta_is_one_query(backend: Any, stored: bool) -> None:
     task_id = new_id()
     if stored:
-        backend.mark_as_done(task_id, 42, request=request(task_id))
+        backend.mark_as_done(task_id, 42, request=task_request(task_id))
     sent = statements(lambda: backend.get_task_meta(task_id, cache=False))
     assert len(sent) == 1, sent
 
@@ -99,7 +83,7 @@ def finish_in_another_thread(backend: Any, task_ids: list[str]) -> None:
     def finish() -> None:
         try:
             for task_id in task_ids:
-                backend.mark_as_done(task_id, task_id, request=request(task_id))
+                backend.mark_as_done(task_id, task_id, request=task_request(task_id))
         finally:
             connections.close_all()  # this thread's own connections
 
@@ -113,7 +97,7 @@ def test_join_native_of_200_tasks_is_at_most_two_queries_per_poll(app: Any, unfi
     backend = app.backend
     ids = [new_id() for _ in range(200)]
     for task_id in ids[unfinished:]:
-        backend.mark_as_done(task_id, task_id, request=request(task_id))
+        backend.mark_as_done(task_id, task_id, request=task_request(task_id))
     polls = [1]
 
     def between_polls() -> None:
@@ -134,7 +118,7 @@ def test_join_native_of_200_tasks_is_at_most_two_queries_per_poll(app: Any, unfi
 
 #: Statements sent for a chord part that is not the last: PostgreSQL counts it in
 #: one statement; SQLite and MySQL/MariaDB in a transaction (BEGIN, INSERT the
-#: part, UPDATE the counter, COMMIT). See tests/test_chord_parts.py.
+#: part, UPDATE the counter, COMMIT). See tests/backends/test_chords.py.
 STATEMENTS_PER_PART = {"postgresql": 1, "sqlite": 4, "mysql": 4}
 
 
@@ -143,7 +127,7 @@ def test_a_chord_part_that_is_not_the_last_is_one_statement(app: Any) -> None:
     group_id, part_ids = new_id(), [new_id() for _ in range(5)]
     body = app.signature("tests.chord_callback")
     backend.apply_chord((group_id, [app.AsyncResult(p) for p in part_ids]), body)
-    requests = [request(p, group=group_id, chord=dict(body)) for p in part_ids]
+    requests = [task_request(p, group=group_id, chord=dict(body)) for p in part_ids]
     for i, part in enumerate(requests):
         backend.store_result(part.id, i, states.SUCCESS, request=part)
     for i, part in enumerate(requests[:-1]):
@@ -306,7 +290,7 @@ def test_get_task_meta_and_a_join_poll_read_through_the_task_id_index(
     insert_task_rows(expired=0, fresh=filler)
     ids = [new_id() for _ in range(200)]
     for task_id in ids:
-        backend.mark_as_done(task_id, task_id, request=request(task_id))
+        backend.mark_as_done(task_id, task_id, request=task_request(task_id))
     analyze()
     read_one = statements(lambda: backend.get_task_meta(ids[0], cache=False))
     group = GroupResult(new_id(), [backend.app.AsyncResult(task_id) for task_id in ids], app=backend.app)

@@ -26,8 +26,8 @@ from django_celery_results.exceptions import StorageRefused, UnstorableText, Val
 from django_celery_results.managers import TxIsolationWarning
 from django_celery_results.models import GroupResult, TaskResult
 from django_celery_results.values import ELLIPSIS
-from tests.conftest import make_app
-from tests.strategies import any_text
+from tests.support.apps import make_app
+from tests.support.strategies import any_text
 
 PROPERTY = settings(
     max_examples=60,

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 #: The window the pages must fit without horizontal scrolling.
 VIEWPORT = {"width": 1280, "height": 800}
 

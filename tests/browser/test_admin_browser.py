@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 
 from django_celery_results import admin as results_admin
 from django_celery_results.models import ChordCounter, GroupResult, TaskResult
-from tests.workers import Worker, running_worker
+from tests.support.workers import Worker, running_worker
 
 pytestmark = [
     pytest.mark.engine("postgresql"),
@@ -161,7 +161,7 @@ def test_an_operator_follows_tasks_through_the_admin(
     page.goto(changelist)
     page.click("text=Overview")
     expect(page.locator("svg.dcr-chart rect.dcr-bar")).to_have_count(24)
-    assert "tests.workers.add" in page.locator("table.dcr-tasks").inner_text()
+    assert "tests.support.workers.add" in page.locator("table.dcr-tasks").inner_text()
     assert running.id[:8] in page.locator("table.dcr-unfinished").inner_text()
     assert stuck.group_id in page.locator("table.dcr-stuck").inner_text()
     shoot(page, screenshots, "overview")
@@ -172,7 +172,7 @@ def test_an_operator_follows_tasks_through_the_admin(
     new_id = re.search(rf"{success.id} \u2192 ([0-9a-f-]{{36}})", shown)
     assert new_id, shown
     rerun = wait_for(new_id.group(1), states.SUCCESS)
-    assert (rerun.task_name, rerun.result) == ("tests.workers.add", "5")
+    assert (rerun.task_name, rerun.result) == ("tests.support.workers.add", "5")
 
     # Terminate the running task: the worker stores REVOKED.
     page.goto(changelist)

@@ -2,7 +2,7 @@
 
 pytest-celery starts a Redis and a RabbitMQ broker container (each test runs
 once per broker) and a worker container built from this project: the package
-installed with pip as a site installs it, running ``celery -A tests.workers``
+installed with pip as a site installs it, running ``celery -A tests.support.workers``
 (the worker of the end-to-end suite) with the ``django-db`` backend. The
 worker writes to this run's SQLite test database, bind-mounted at the same
 path, and the test reads the rows through the ORM.
@@ -75,33 +75,32 @@ from celery import Celery, chord, states  # noqa: E402
 from pytest_celery import RESULT_TIMEOUT, CeleryTestSetup, CeleryWorkerContainer  # noqa: E402
 from pytest_docker_tools import container, fxtr  # noqa: E402
 
-from tests.workers import (  # noqa: E402
-    DATABASE_KEYS,
+from tests.support import ROOT  # noqa: E402
+from tests.support.processes import child_environ  # noqa: E402
+from tests.support.workers import (  # noqa: E402
     ENV_BROKER_URL,
     ENV_CACHE_DIR,
     ENV_CONF,
-    ENV_DATABASE,
     Tasks,
-    make_app,
+    worker_app,
 )
 
 pytestmark = [pytest.mark.engine("sqlite"), pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 QUEUE = "dcr_smoke"
 IMAGE_TAG = "django-celery-results/smoke-worker:latest"
 
 
 class ResultsWorkerContainer(CeleryWorkerContainer):
-    """The end-to-end suite's worker (``celery -A tests.workers``) in a container."""
+    """The end-to-end suite's worker (``celery -A tests.support.workers``) in a container."""
 
     @classmethod
     def command(cls, *args: str, **kwargs: Any) -> list[str]:
         return [
             "celery",
             "-A",
-            "tests.workers",
+            "tests.support.workers",
             "worker",
             "--pool",
             "prefork",
@@ -177,23 +176,18 @@ def default_worker_env(
     celery_worker_cluster_config: dict[str, Any],
     django_db_setup: Any,
 ) -> dict[str, str]:
-    """pytest-celery's worker environment, plus what ``tests.workers`` reads (see tests/workers.py)."""
-    from django.db import connection
+    """pytest-celery's worker environment, plus what :mod:`tests.support.workers` reads."""
 
     env = default_worker_container_cls.initial_env(celery_worker_cluster_config)
-    database = {key: connection.settings_dict.get(key) for key in DATABASE_KEYS}
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
-            "DCR_TEST_DB": "sqlite",
-            "PYTHONPATH": str(ROOT),
-            "HOME": "/tmp",
-            ENV_DATABASE: json.dumps(database, default=str),
-            ENV_CACHE_DIR: "/tmp/dcr-worker-cache",
-            ENV_BROKER_URL: ";".join(celery_worker_cluster_config["celery_broker_cluster_config"]["urls"]),
-            ENV_CONF: json.dumps({"task_default_queue": QUEUE}),
-        }
-    )
+    broker_urls = celery_worker_cluster_config["celery_broker_cluster_config"]["urls"]
+    extra = {
+        "DCR_TEST_DB": "sqlite",
+        "HOME": "/tmp",
+        ENV_CACHE_DIR: "/tmp/dcr-worker-cache",
+        ENV_BROKER_URL: ";".join(broker_urls),
+        ENV_CONF: json.dumps({"task_default_queue": QUEUE}),
+    }
+    env.update(child_environ("tests.settings.workers", **extra))
     return env
 
 
@@ -221,7 +215,7 @@ def client(celery_setup: CeleryTestSetup, tmp_path: Path) -> Iterator[Celery]:
     from django.db import connection
 
     assert connection.vendor == "sqlite", "the worker container reaches the SQLite test database only"
-    app = make_app(
+    app = worker_app(
         "dcr-smoke-client",
         "django-db",
         tmp_path,
@@ -244,7 +238,8 @@ def test_result_stored_by_the_container_worker(client: Celery) -> None:
     assert result.get(timeout=RESULT_TIMEOUT) == 5
     row = stored(result.id)
     assert (row.status, json.loads(row.result)) == (states.SUCCESS, 5)
-    assert (row.task_name, json.loads(row.task_args), row.queue) == ("tests.workers.add", "(2, 3)", QUEUE)
+    assert (row.task_name, json.loads(row.task_args)) == ("tests.support.workers.add", "(2, 3)")
+    assert row.queue == QUEUE
     assert row.worker.startswith(f"{ResultsWorkerContainer.worker_name()}@")
     assert row.date_created <= row.date_started <= row.date_done
 

@@ -26,7 +26,8 @@ from django.db import connections
 from django.test import override_settings
 
 from django_celery_results import notify
-from tests.test_backend import (  # the contract, again through the pooler
+from tests.backends.test_chords import test_processes_finishing_awkward_parts_with_duplicates_fire_once
+from tests.backends.test_database import (  # the contract, again through the pooler
     configured,
     test_chord_sends_callback_once_with_all_results,
     test_chord_with_failing_part_marks_callback_failed,
@@ -35,15 +36,16 @@ from tests.test_backend import (  # the contract, again through the pooler
     test_forget_deletes_the_row,
     test_groups_save_restore_delete,
 )
-from tests.test_chord_parts import test_processes_finishing_awkward_parts_with_duplicates_fire_once
-from tests.test_cleanup_command import (
+from tests.races.test_concurrent_writers import (
+    test_interleaved_state_writes_end_in_the_highest_precedence_state,
+)
+from tests.support.observe import row_in
+from tests.support.servers import PgBouncer, pgbouncer
+from tests.support.workers import Worker, running_worker
+from tests.test_cleanup import (
     test_deletes_exactly_the_expired_rows,
     test_dry_run_counts_and_changes_nothing,
 )
-from tests.test_races import test_interleaved_state_writes_end_in_the_highest_precedence_state
-from tests.topologies.observe import row_in
-from tests.topologies.servers import PgBouncer, pgbouncer
-from tests.workers import Worker, running_worker
 
 __all__ = [
     "configured",
@@ -127,7 +129,7 @@ def test_a_real_worker_stores_every_state_through_the_pooler(worker: Worker, bou
         failed.get(timeout=30)
     assert joined.join_native(timeout=30) == [0, 2, 4, 6, 8]
     assert chorded.get(timeout=30) == 10
-    assert row_in(done.id, states.SUCCESS).task_name == "tests.workers.add"
+    assert row_in(done.id, states.SUCCESS).task_name == "tests.support.workers.add"
 
 
 def wait_time(worker: Worker, seconds: float = 1.0) -> float:

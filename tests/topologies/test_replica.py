@@ -26,9 +26,10 @@ from django.db import connections
 from django.test import override_settings
 
 from django_celery_results import notify
-from tests.brokers import drain
-from tests.routers import ResultsRouter
-from tests.topologies.servers import Primary, Replica, primary_and_replica
+from tests.support.brokers import drain
+from tests.support.requests import chord_part
+from tests.support.routers import ResultsRouter
+from tests.support.servers import Primary, Replica, primary_and_replica
 
 pytestmark = [
     pytest.mark.engine("postgresql"),
@@ -156,7 +157,6 @@ def test_restore_right_after_save_finds_the_group(app: Any) -> None:
 
 
 def test_a_chord_never_loses_its_callback_to_lag(app: Any) -> None:
-    from celery.app.task import Context
 
     from django_celery_results.models import ChordCounter
 
@@ -165,7 +165,7 @@ def test_a_chord_never_loses_its_callback_to_lag(app: Any) -> None:
     parts = [AsyncResult(celery_uuid(), app=app) for _ in range(3)]
     app.backend.apply_chord((group_id, parts), callback)
     for index, part in enumerate(parts):
-        request = Context(id=part.id, group=group_id, chord=callback, task="proj.part", delivery_info={})
+        request = chord_part(part.id, group_id, callback)
         app.backend.mark_as_done(part.id, index, request=request)
 
     messages = drain(app.connection_for_read())

@@ -1,1 +1,0 @@
-"""End-to-end tests: real workers on real brokers, results in the test database."""
