@@ -414,6 +414,11 @@ CORNER_TESTS = (
     "tests/faults/test_server_restarts.py",
     "tests/engines/test_postgresql_drivers.py",
     "tests/workers/test_backends.py",
+    *(
+        f"tests/workers/test_chords.py::test_chord_{test}[{setup}]"
+        for test in ("callback_gets_every_part", "with_a_failed_part_fails_its_callback")
+        for setup in ("filesystem", "django-cache")
+    ),
 )
 
 

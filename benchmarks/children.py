@@ -1,6 +1,6 @@
 """What the benchmark runs in other processes: chord workers, the latency writer, cleanup, memory.
 
-Each function runs in a fresh interpreter set up by :mod:`benchmarks.harness`
+Each function runs in a fresh interpreter (:func:`benchmarks.harness.run_in_processes`)
 and returns a small JSON-able dict to the parent.
 """
 

@@ -1,16 +1,20 @@
-"""Django and Celery set up for the benchmark, in this process and in the processes it starts."""
+"""Django and Celery set up for the benchmark, in this process and in the processes it starts.
+
+Children are those of :mod:`tests.support.processes` (spawned, Django set up,
+their outcome reported, their connections closed), on the benchmark's
+settings (:func:`child_environ`) and with the benchmark's patience.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import queue as queue_module
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+
+from tests.support import apps, processes
 
 SETTINGS_MODULE = "benchmarks.settings"
 #: Settings of the ``admin`` figure: the admin site, on its own scratch database.
@@ -28,85 +32,29 @@ def setup(engine: str, settings_module: str = SETTINGS_MODULE) -> None:
     django.setup()
 
 
+def child_environ(engine: str) -> dict[str, str]:
+    """What a child adds to its environment before setting Django up: the benchmark settings."""
+    return {"DCR_BENCH_ENGINE": engine, "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE}
+
+
 def make_app(**conf: Any) -> Celery:
-    """A Celery app storing results with ``django-db`` (extended), publishing to ``memory://``.
+    """The tests' app (``django-db``, extended, JSON, ``memory://``), results expiring after a day.
 
     ``conf`` overrides, e.g. ``result_backend`` for a peer backend.
     """
-    app = Celery("bench", set_as_current=False)
-    app.conf.update(
-        {
-            "broker_url": "memory://",
-            "result_backend": "django-db",
-            "result_extended": True,
-            "accept_content": ["json"],
-            "result_serializer": "json",
-            "result_expires": timedelta(days=1),
-            **conf,
-        }
+    return apps.make_app(
+        name="bench",
+        **{"result_serializer": "json", "result_expires": timedelta(days=1), **conf},
     )
-    return app
 
 
-def _child(engine: str, target: Callable[..., Any], args: Sequence[Any], results: Any) -> None:
-    setup(engine)
-    from django.db import connections
-
-    try:
-        results.put(("ok", target(*args)))
-    except BaseException as exc:  # reported to the parent, which fails the figure
-        results.put(("error", f"{type(exc).__name__}: {exc}"))
-        raise
-    finally:
-        connections.close_all()
-
-
-class Children:
-    """Processes running ``target(*args)`` each, in a fresh interpreter (spawn), started at once."""
-
-    def __init__(
-        self,
-        target: Callable[..., Any],
-        argument_lists: Sequence[Sequence[Any]],
-        engine: str,
-    ) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.name = target.__name__
-        self._results = context.Queue()
-        self._processes = [
-            context.Process(target=_child, args=(engine, target, args, self._results), daemon=True)
-            for args in argument_lists
-        ]
-        for process in self._processes:
-            process.start()
-
-    def results(self) -> list[Any]:
-        """What each child returned (in completion order), once all have ended.
-
-        Raises ``RuntimeError`` naming every child that failed or hung.
-        """
-        outcomes: list[tuple[str, Any]] = []
-        deadline = time.monotonic() + CHILD_TIMEOUT
-        try:
-            while len(outcomes) < len(self._processes):
-                try:
-                    outcomes.append(self._results.get(timeout=1))
-                except queue_module.Empty:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{self.name}: no answer in {CHILD_TIMEOUT}s") from None
-                    if not any(p.is_alive() for p in self._processes) and self._results.empty():
-                        codes = [p.exitcode for p in self._processes]
-                        raise RuntimeError(f"{self.name}: a child died, exit codes {codes}") from None
-        finally:
-            for process in self._processes:
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-        errors = [detail for status, detail in outcomes if status == "error"]
-        if errors:
-            raise RuntimeError(f"{self.name} failed in a child: {errors}")
-        return [detail for _, detail in outcomes]
+def start_children(
+    target: Callable[..., Any],
+    argument_lists: Sequence[Sequence[Any]],
+    engine: str,
+) -> processes.Children:
+    """One process per argument list running ``target(*args)``, on the benchmark settings for ``engine``."""
+    return processes.Children(target, argument_lists, environ=child_environ(engine), timeout=CHILD_TIMEOUT)
 
 
 def run_in_processes(
@@ -115,7 +63,9 @@ def run_in_processes(
     engine: str,
 ) -> list[Any]:
     """Run ``target(*args)`` in one process per argument list, all at once; return their results."""
-    return Children(target, argument_lists, engine).results()
+    return processes.run_in_processes(
+        target, argument_lists, environ=child_environ(engine), timeout=CHILD_TIMEOUT
+    )
 
 
 def run_in_process(target: Callable[..., Any], *args: Any, engine: str) -> Any:

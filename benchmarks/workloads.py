@@ -24,7 +24,7 @@ from celery.result import GroupResult
 from django.db import connection
 
 from . import children, floor
-from .harness import Children
+from .harness import start_children
 from .measure import Paired, ms, paired, percentile
 
 #: The chord callback's task name (never registered: the callback is only published).
@@ -190,7 +190,7 @@ def latency(
     """
     delays = [0.010 + (i * 0.137) % 0.240 for i in range(samples)]
     pipe, writer_pipe = multiprocessing.get_context("spawn").Pipe()
-    writer = Children(children.latency_writer, [(writer_pipe, backend_url)], engine)
+    writer = start_children(children.latency_writer, [(writer_pipe, backend_url)], engine)
     wait_qps = None
     try:
         if not pipe.poll(300) or pipe.recv() != "ready":

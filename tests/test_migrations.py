@@ -22,13 +22,12 @@ run uses:
    no-op on the other engines.
 
 Upstream only ever runs in a subprocess (``tests/support/upstream.py``); scratch
-databases are named ``dcr_mig_<pid>_<step>`` and dropped at the end.
+databases (``tests/support/scratch.py``) are named ``dcr_mig_<pid>_<step>`` and
+dropped at the end; ``tests/support/schema.py`` reads and compares the schemas.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -37,17 +36,28 @@ from typing import Any
 
 import pytest
 from django.db import IntegrityError, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.executor import MigrationExecutor
 
+from tests.settings import ENGINE
 from tests.support import upstream
-from tests.settings import ENGINE, database
-
-APP = "django_celery_results"
-COMPAT_DIR = Path(__file__).resolve().parent / "compat"
-TASK_TABLE = "django_celery_results_taskresult"
-GROUP_TABLE = "django_celery_results_groupresult"
-CHORD_TABLE = "django_celery_results_chordcounter"
+from tests.support.schema import (
+    APP,
+    CHORD_TABLE,
+    GROUP_TABLE,
+    ID_COLUMNS,
+    TASK_TABLE,
+    Catalog,
+    assert_same_schema,
+    installed_catalog,
+    live_catalog,
+    schema_differences,
+)
+from tests.support.scratch import (  # noqa: F401 (fixtures: scratch, scratch_access)
+    ScratchDatabases,
+    child_settings,
+    migrate_ours,
+    scratch,
+    scratch_access,
+)
 
 #: Upstream's migrations, in order: a site may have stopped at any of them.
 UPSTREAM_STEPS = (
@@ -73,31 +83,11 @@ DUPLICATE_INDEXES = {
     "django_cele_group_i_3cddec_idx": (GROUP_TABLE, "group_id"),
     "django_cele_task_id_7f8fca_idx": (TASK_TABLE, "task_id"),
 }
-#: Definitions of the installed schema our migrations after upstream's last one
-#: deliberately change, as (table, section, name), e.g. (TASK_TABLE, "columns",
-#: "id"). Empty: COMPAT.md has existing columns, constraints and indexes kept as
-#: they are; an entry needs the contract amended first. The primary keys move to
-#: 64 bits in 0017 (issue 6: 32-bit sequences run out on busy sites; the
-#: upgrade notes give the cost), so the three ``id`` columns differ by type.
-#: On MySQL/MariaDB, 0018 gives the id columns a binary collation, so that ids
-#: differing only in case, accents or trailing spaces are different tasks and
-#: groups (their default collations equate them); SHOW CREATE TABLE then names
-#: the collation. PostgreSQL and SQLite compare exactly already: 0018 changes
-#: nothing there.
-ID_COLUMNS = ((TASK_TABLE, "task_id"), (GROUP_TABLE, "group_id"), (CHORD_TABLE, "group_id"))
-CHANGED_AFTER_UPSTREAM: frozenset[tuple[str, str, str]] = frozenset(
-    (table, "columns", "id")
-    for table in (
-        "django_celery_results_taskresult",
-        "django_celery_results_groupresult",
-        "django_celery_results_chordcounter",
-    )
-) | frozenset((table, "columns", column) for table, column in ID_COLUMNS if ENGINE == "mysql")
 #: The starting points of the upgrade test: every upstream step, and 2.1.0's 0009.
 STARTS = {step[:4]: step for step in UPSTREAM_STEPS} | {"0009-2.1.0": "0009_groupresult"}
 
 
-# -- upstream and scratch databases ----------------------------------------------
+# -- the oracle, the installed schema, rows compared --------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -110,403 +100,10 @@ def upstream_root() -> Path:
     pytest.fail(f"upstream django-celery-results is needed as the oracle: {reason}", pytrace=False)
 
 
-def _child_settings(settings_dict: dict[str, Any]) -> dict[str, Any]:
-    """The part of a connection's settings a subprocess needs (JSON-able)."""
-    keys = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
-    return {key: settings_dict[key] for key in keys if key in settings_dict}
-
-
-class ScratchDatabases:
-    """Throw-away databases on the test run's engine, each with its own connection alias.
-
-    On PostgreSQL each is a schema of one scratch database (the connection's
-    ``search_path`` points at it): dropping a used database waits for a
-    checkpoint, about half a second each, while dropping a schema is instant.
-    The catalog comparison reads ``current_schema()``, so nothing else changes.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.prefix = f"dcr_mig_{os.getpid()}"
-        self.aliases: list[str] = []
-        self.pg_database: str | None = None
-
-    def _register(self, alias: str, settings_dict: dict[str, Any]) -> None:
-        # configure_settings() fills in the keys Django expects (AUTOCOMMIT, TIME_ZONE...).
-        configured = connections.configure_settings(
-            {"default": connections.settings["default"], alias: settings_dict}
-        )
-        connections.settings[alias] = configured[alias]
-
-    def _settings(self, name: str) -> dict[str, Any]:
-        settings_dict = {key: value for key, value in database(ENGINE, name).items() if key != "TEST"}
-        settings_dict["NAME"] = str(self.directory / f"{name}.sqlite3") if ENGINE == "sqlite" else name
-        return settings_dict
-
-    def _postgresql_database(self) -> str:
-        """The one PostgreSQL database holding the scratch schemas, created on first use."""
-        if self.pg_database is None:
-            self._register(self.prefix, self._settings(self.prefix))
-            with connections[self.prefix]._nodb_cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{self.prefix}"')
-                # template0: nobody is ever connected to it, so concurrent runs cannot block the copy.
-                cursor.execute(f"CREATE DATABASE \"{self.prefix}\" TEMPLATE template0 ENCODING 'UTF8'")
-            self.pg_database = self.prefix
-        return self.pg_database
-
-    def create(self, tag: str) -> str:
-        """Create (or recreate) scratch database ``dcr_mig_<pid>_<tag>``; return its alias."""
-        name = f"{self.prefix}_{re.sub(r'[^0-9a-z]', '_', tag.lower())}"
-        settings_dict = self._settings(name)
-        if ENGINE == "postgresql":
-            settings_dict["NAME"] = self._postgresql_database()
-            settings_dict["OPTIONS"] = {
-                **settings_dict.get("OPTIONS", {}),
-                "options": f"-c search_path={name}",
-            }
-        self._register(name, settings_dict)
-        self.aliases.append(name)
-        self._drop(name)
-        if ENGINE == "postgresql":
-            with connections[self.prefix].cursor() as cursor:
-                cursor.execute(f'CREATE SCHEMA "{name}"')
-        elif ENGINE == "mysql":
-            with connections[name]._nodb_cursor() as cursor:
-                # The charset and collation the installed base's schema was captured with.
-                cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
-        return name
-
-    def child_databases(self, aliases: list[str]) -> dict[str, Any]:
-        """``DATABASES`` for a subprocess reaching ``aliases`` (default: unused in-memory SQLite)."""
-        databases: dict[str, Any] = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
-        databases.update({alias: _child_settings(connections.settings[alias]) for alias in aliases})
-        return databases
-
-    def _drop(self, alias: str) -> None:
-        connection = connections[alias]
-        connection.close()
-        if ENGINE == "sqlite":
-            Path(connection.settings_dict["NAME"]).unlink(missing_ok=True)
-        elif ENGINE == "postgresql":
-            with connections[self.prefix].cursor() as cursor:
-                cursor.execute(f'DROP SCHEMA IF EXISTS "{alias}" CASCADE')
-        else:
-            with connection._nodb_cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{alias}`")
-
-    def _forget(self, alias: str) -> None:
-        connections[alias].close()
-        del connections[alias]
-        del connections.settings[alias]
-
-    def drop_all(self) -> None:
-        """Drop every database created here and forget its alias."""
-        while self.aliases:
-            alias = self.aliases.pop()
-            self._drop(alias)
-            self._forget(alias)
-        if self.pg_database is not None:
-            connection = connections[self.pg_database]
-            connection.close()
-            with connection._nodb_cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{self.pg_database}"')
-            self._forget(self.pg_database)
-            self.pg_database = None
-
-
-@pytest.fixture(scope="module")
-def scratch(django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchDatabases]:
-    """Scratch databases of this module, all dropped at its end (fixtures using it unblock access)."""
-    databases = ScratchDatabases(tmp_path_factory.mktemp("dcr_mig"))
-    try:
-        yield databases
-    finally:
-        with django_db_blocker.unblock():
-            databases.drop_all()
-
-
-@pytest.fixture
-def scratch_access(django_db_blocker: Any) -> Iterator[None]:
-    """Database access for tests that use scratch aliases only (never the test database)."""
-    with django_db_blocker.unblock():
-        yield
-
-
-def migrate_ours(alias: str, target: str | None = None) -> list[str]:
-    """Apply our migrations of this app on ``alias`` (to ``target``, else its leaf); return their names.
-
-    The executor, not the ``migrate`` command: no post-migrate signals for the
-    other installed apps, whose tables scratch databases do not have.
-    """
-    executor = MigrationExecutor(connections[alias])
-    executor.loader.check_consistent_history(connections[alias])
-    targets = [(APP, target)] if target else executor.loader.graph.leaf_nodes(APP)
-    plan = executor.migration_plan(targets)
-    executor.migrate(targets, plan=plan)
-    return [migration.name for migration, backwards in plan if not backwards]
-
-
-# -- schemas ----------------------------------------------------------------------
-
-
-@dataclass
-class Catalog:
-    """One engine's description of the three tables, normalized for comparison.
-
-    ``tables`` maps table -> section -> name -> definition, as text in the
-    engine's own catalog vocabulary; ``column_order`` is kept apart so that a
-    difference of order is reported on its own.
-    """
-
-    tables: dict[str, dict[str, dict[str, str]]]
-    column_order: dict[str, list[str]]
-
-    def table(self, name: str) -> dict[str, dict[str, str]]:
-        if name not in self.tables:
-            self.tables[name] = {}
-            self.column_order[name] = []
-        return self.tables[name]
-
-    def add(self, table: str, section: str, name: str, definition: str) -> None:
-        self.table(table).setdefault(section, {})[name] = " ".join(definition.split())
-        if section == "columns":
-            self.column_order[table].append(name)
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split a column list on the commas outside parentheses."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for char in text:
-        if char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        current.append(char)
-    parts.append("".join(current).strip())
-    return [part for part in parts if part]
-
-
-def _unquote(text: str) -> str:
-    return text.replace('"', "").replace("`", "")
-
-
-# SQLite keeps the CREATE statements themselves; both sides are parsed the same way.
-
-
-def _parse_sqlite(statements: list[str]) -> Catalog:
-    catalog = Catalog({}, {})
-    for statement in statements:
-        statement = " ".join(statement.split())
-        table = re.fullmatch(r'CREATE TABLE (?:IF NOT EXISTS )?"?(\w+)"? \((.*)\)', statement)
-        if table:
-            for part in _split_top_level(table[2]):
-                if re.match(r"(CONSTRAINT|UNIQUE|PRIMARY|CHECK|FOREIGN)\b", part):
-                    catalog.add(table[1], "table_constraints", _unquote(part), _unquote(part))
-                else:
-                    column = re.fullmatch(r'"?(\w+)"? (.*)', part)
-                    assert column, f"unparsed column definition {part!r}"
-                    catalog.add(table[1], "columns", column[1], column[2])
-            continue
-        index = re.fullmatch(
-            r'CREATE (UNIQUE )?INDEX (?:IF NOT EXISTS )?"?(\w+)"? ON "?(\w+)"? \((.*)\)', statement
-        )
-        assert index, f"unparsed statement {statement!r}"
-        catalog.add(index[3], "indexes", index[2], f"{index[1] or ''}({_unquote(index[4])})")
-    return catalog
-
-
-def _sqlite_compat() -> Catalog:
-    text = (COMPAT_DIR / "schema-sqlite.sql").read_text()
-    return _parse_sqlite([s for s in text.split(";\n") if s.strip()])
-
-
-def _sqlite_live(connection: BaseDatabaseWrapper) -> Catalog:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name LIKE 'django_celery_results_%' "
-            "AND sql IS NOT NULL ORDER BY type DESC, rowid"
-        )
-        return _parse_sqlite([row[0] for row in cursor.fetchall()])
-
-
-# PostgreSQL: pg_dump text on one side, the catalog queried in the same vocabulary on the other.
-
-
-def _postgresql_compat() -> Catalog:
-    catalog = Catalog({}, {})
-    text = (COMPAT_DIR / "schema-postgresql.sql").read_text()
-    for statement in text.split(";\n"):
-        statement = " ".join(statement.split())
-        if not statement or statement.startswith("--") or " OWNER TO " in statement:
-            continue
-        if match := re.fullmatch(r"CREATE TABLE public\.(\w+) \((.*)\)", statement):
-            for part in _split_top_level(match[2]):
-                if constraint := re.fullmatch(r"CONSTRAINT (\w+) (.*)", part):
-                    catalog.add(match[1], "constraints", constraint[1], constraint[2])
-                else:
-                    column = re.fullmatch(r"(\w+) (.*?)( NOT NULL)?", part)
-                    assert column, f"unparsed column {part!r}"
-                    catalog.add(
-                        match[1], "columns", column[1], f"{column[2]} {'NOT NULL' if column[3] else 'NULL'}"
-                    )
-        elif match := re.fullmatch(
-            r"ALTER TABLE public\.(\w+) ALTER COLUMN (\w+) ADD GENERATED (BY DEFAULT|ALWAYS) AS IDENTITY "
-            r"\( SEQUENCE NAME public\.(\w+) .*\)",
-            statement,
-        ):
-            catalog.add(match[1], "identity", match[2], f"{match[3]} {match[4]}")
-        elif match := re.fullmatch(r"ALTER TABLE ONLY public\.(\w+) ADD CONSTRAINT (\w+) (.*)", statement):
-            catalog.add(match[1], "constraints", match[2], match[3])
-        elif match := re.fullmatch(r"CREATE (UNIQUE )?INDEX (\w+) ON public\.(\w+) (.*)", statement):
-            catalog.add(match[3], "indexes", match[2], f"{match[1] or ''}{match[4]}")
-        else:
-            raise AssertionError(f"unparsed pg_dump statement {statement!r}")
-    return catalog
-
-
-def _postgresql_live(connection: BaseDatabaseWrapper) -> Catalog:
-    catalog = Catalog({}, {})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                   a.attidentity, pg_get_expr(d.adbin, d.adrelid),
-                   pg_get_serial_sequence(quote_ident(c.relname), a.attname)
-            FROM pg_attribute a
-            JOIN pg_class c ON c.oid = a.attrelid AND c.relkind = 'r'
-            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
-            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-            WHERE c.relname LIKE 'django\\_celery\\_results\\_%%' AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY c.relname, a.attnum
-            """
-        )
-        for table, column, type_, notnull, identity, default, sequence in cursor.fetchall():
-            definition = (
-                f"{type_}{f' DEFAULT {default}' if default else ''} {'NOT NULL' if notnull else 'NULL'}"
-            )
-            catalog.add(table, "columns", column, definition)
-            if identity:
-                kind = {"d": "BY DEFAULT", "a": "ALWAYS"}[identity]
-                # Schema-qualified: public in the dump, the scratch schema here.
-                catalog.add(table, "identity", column, f"{kind} {sequence.split('.')[-1]}")
-        cursor.execute(
-            """
-            SELECT c.relname, co.conname, pg_get_constraintdef(co.oid)
-            FROM pg_constraint co
-            JOIN pg_class c ON c.oid = co.conrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
-            WHERE c.relname LIKE 'django\\_celery\\_results\\_%%'
-              AND co.contype <> 'n'  -- PostgreSQL 18 lists NOT NULL too; the columns say it already
-            """
-        )
-        constraints = set()
-        for table, name, definition in cursor.fetchall():
-            catalog.add(table, "constraints", name, definition)
-            constraints.add(name)
-        cursor.execute(
-            "SELECT tablename, indexname, indexdef FROM pg_indexes "
-            "WHERE schemaname = current_schema() AND tablename LIKE 'django\\_celery\\_results\\_%%'"
-        )
-        for table, name, definition in cursor.fetchall():
-            if name in constraints:  # the index behind a unique or primary key constraint
-                continue
-            match = re.fullmatch(r"CREATE (UNIQUE )?INDEX (\w+) ON (?:\w+\.)?(\w+) (.*)", definition)
-            assert match, f"unparsed index definition {definition!r}"
-            catalog.add(table, "indexes", name, f"{match[1] or ''}{match[4]}")
-    return catalog
-
-
-# MySQL/MariaDB: SHOW CREATE TABLE on both sides.
-
-
-def _parse_show_create(catalog: Catalog, text: str) -> None:
-    lines = [line.strip().rstrip(",") for line in text.strip().splitlines()]
-    head = re.fullmatch(r"CREATE TABLE `(\w+)` \(", lines[0])
-    assert head, f"unparsed SHOW CREATE TABLE head {lines[0]!r}"
-    table = head[1]
-    for line in lines[1:-1]:
-        # Display widths (int(11)) are cosmetic and MySQL 8 no longer shows them.
-        line = re.sub(r"\b(tinyint|smallint|int|bigint)\(\d+\)", r"\1", line)
-        if match := re.fullmatch(r"`(\w+)` (.*)", line):
-            catalog.add(table, "columns", match[1], match[2])
-        elif match := re.fullmatch(r"PRIMARY KEY (\(.*\))", line):
-            catalog.add(table, "keys", "PRIMARY", f"PRIMARY KEY {_unquote(match[1])}")
-        elif match := re.fullmatch(r"(UNIQUE |FULLTEXT )?KEY `(\w+)` (\(.*\))(.*)", line):
-            catalog.add(table, "keys", match[2], f"{match[1] or ''}KEY {_unquote(match[3])}{match[4]}")
-        elif match := re.fullmatch(r"CONSTRAINT `(\w+)` (.*)", line):
-            catalog.add(table, "constraints", match[1], match[2])
-        else:
-            raise AssertionError(f"unparsed SHOW CREATE TABLE line {line!r}")
-    # The AUTO_INCREMENT counter depends on the rows ever inserted, not on the schema.
-    options = re.sub(r" AUTO_INCREMENT=\d+", "", lines[-1].removeprefix(")").strip())
-    catalog.add(table, "options", "table", options)
-
-
-def _mysql_compat() -> Catalog:
-    catalog = Catalog({}, {})
-    text = (COMPAT_DIR / "schema-mariadb.txt").read_text()
-    for chunk in text.split("Create Table: ")[1:]:
-        _parse_show_create(catalog, chunk.split("***")[0])
-    return catalog
-
-
-def _mysql_live(connection: BaseDatabaseWrapper) -> Catalog:
-    catalog = Catalog({}, {})
-    with connection.cursor() as cursor:
-        for table in sorted(connection.introspection.table_names(cursor)):
-            if table.startswith(f"{APP}_"):
-                cursor.execute(f"SHOW CREATE TABLE {connection.ops.quote_name(table)}")
-                _parse_show_create(catalog, cursor.fetchone()[1])
-    return catalog
-
-
-COMPAT_READERS = {"sqlite": _sqlite_compat, "postgresql": _postgresql_compat, "mysql": _mysql_compat}
-LIVE_READERS = {"sqlite": _sqlite_live, "postgresql": _postgresql_live, "mysql": _mysql_live}
-
-
 @pytest.fixture(scope="session")
 def compat_catalog() -> Catalog:
     """The installed base's schema on this engine (``tests/compat``)."""
-    return COMPAT_READERS[ENGINE]()
-
-
-def live_catalog(alias: str) -> Catalog:
-    return LIVE_READERS[ENGINE](connections[alias])
-
-
-def schema_differences(live: Catalog, expected: Catalog, *, additions: bool = False) -> list[str]:
-    """Every difference, one line each: ``table section name: live != expected``.
-
-    With ``additions``, what ``expected`` lacks is no difference (our migrations
-    after upstream's last one may add columns and indexes; COMPAT.md), nor are
-    the changes listed in :data:`CHANGED_AFTER_UPSTREAM`, and column
-    order is not compared: SQLite rebuilds a table to add a column with a default,
-    and the rebuild reorders columns. Order is compared exactly everywhere else.
-    """
-    differences = []
-    for table in sorted(set(live.tables) | set(expected.tables)):
-        ours, theirs = live.tables.get(table, {}), expected.tables.get(table, {})
-        if additions and not theirs:
-            continue
-        for section in sorted(set(ours) | set(theirs)):
-            mine, base = ours.get(section, {}), theirs.get(section, {})
-            for name in sorted(set(mine) | set(base)):
-                allowed = additions and (name not in base or (table, section, name) in CHANGED_AFTER_UPSTREAM)
-                if mine.get(name) != base.get(name) and not allowed:
-                    differences.append(f"{table} {section} {name}: {mine.get(name)!r} != {base.get(name)!r}")
-        order, base_order = live.column_order.get(table, []), expected.column_order.get(table, [])
-        if not additions and order != base_order:
-            differences.append(f"{table} column order: {order} != {base_order}")
-    return differences
-
-
-def assert_same_schema(alias: str, expected: Catalog) -> None:
-    """The app's tables on ``alias`` are exactly ``expected``, column order included."""
-    differences = schema_differences(live_catalog(alias), expected)
-    assert not differences, "schema differences (live != expected):\n" + "\n".join(differences)
+    return installed_catalog()
 
 
 def nested_differences(actual: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]) -> list[str]:
@@ -567,7 +164,7 @@ class FreshSchemas:
 
 
 @pytest.fixture(scope="module")
-def fresh(scratch: ScratchDatabases, django_db_blocker: Any) -> FreshSchemas:
+def fresh(scratch: ScratchDatabases, django_db_blocker: Any) -> FreshSchemas:  # noqa: F811
     with django_db_blocker.unblock():
         alias = scratch.create("fresh")
         assert migrate_ours(alias, LAST_UPSTREAM) == list(UPSTREAM_STEPS)
@@ -698,7 +295,9 @@ def _index_names(alias: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def upstream_databases(
-    scratch: ScratchDatabases, upstream_root: Path, django_db_blocker: Any
+    scratch: ScratchDatabases,  # noqa: F811
+    upstream_root: Path,
+    django_db_blocker: Any,
 ) -> dict[str, str]:
     """One scratch database per starting point, migrated by upstream to it (one subprocess for all)."""
     with django_db_blocker.unblock():
@@ -794,7 +393,7 @@ def test_results_read_back_identically(
 
     tag = f"{writer}-{serializer}-{'ext' if extended else 'plain'}"
     scenario = {"tag": tag, "serializer": serializer, "extended": extended}
-    databases = {"default": _child_settings(connection.settings_dict)}
+    databases = {"default": child_settings(connection.settings_dict)}
 
     def our_app() -> Any:
         celery_apps.append(upstream.make_app(serializer, extended))
@@ -914,7 +513,7 @@ def _id_collations(alias: str) -> dict[str, str]:
 
 
 @pytest.mark.usefixtures("scratch_access")
-def test_exact_ids_migration_keeps_rows_and_makes_look_alike_ids_distinct(scratch: ScratchDatabases) -> None:
+def test_exact_ids_migration_keeps_rows_and_makes_look_alike_ids_distinct(scratch: ScratchDatabases) -> None:  # noqa: F811
     """A database holding rows at 0017 migrates to 0018 and back: rows intact, ids exact in between."""
     from django_celery_results import engines
 
@@ -998,7 +597,7 @@ def _column(alias: str, table: str, column: str) -> tuple[str, ...]:
 
 @pytest.mark.engine("mysql")
 @pytest.mark.usefixtures("scratch_access")
-def test_exact_id_column_keeps_everything_but_the_collation(scratch: ScratchDatabases) -> None:
+def test_exact_id_column_keeps_everything_but_the_collation(scratch: ScratchDatabases) -> None:  # noqa: F811
     """Length, nullability, charset and comment are read from the server, not assumed.
 
     A 191-character id (``DJANGO_CELERY_RESULTS_TASK_ID_MAX_LENGTH = 191``) in

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -25,23 +23,20 @@ from django.urls import reverse
 
 from django_celery_results.models import ChordCounter, TaskResult
 from tests.support.requests import task_request
+from tests.support.statements import (  # noqa: F401 (planner_prefers_indexes: a fixture)
+    BIG_TABLE_ROWS,
+    DATE_DONE_INDEX,
+    STATEMENTS_PER_PART,
+    TASK_TABLE,
+    analyze,
+    explain_text,
+    indexes_used,
+    insert_task_rows,
+    planner_prefers_indexes,
+    statements,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-TABLE = TaskResult._meta.db_table
-#: The index on ``TaskResult.date_done`` (its name is part of the installed schema).
-DATE_DONE_INDEX = "django_cele_date_do_f59aad_idx"
-#: Rows in the task table when reading plans. MariaDB 10.11 scans and sorts
-#: 3,000 small rows rather than walk the index for ``ORDER BY ... LIMIT``; at
-#: 20,000 it walks the index, as it does on the tables this is about.
-BIG_TABLE_ROWS = 20_000
-
-
-def statements(action: Callable[[], object]) -> list[str]:
-    """The SQL ``action`` sent through the default connection."""
-    with CaptureQueriesContext(connection) as queries:
-        action()
-    return [query["sql"] for query in queries.captured_queries]
 
 
 # -- round trips ---------------------------------------------------------------------
@@ -116,12 +111,6 @@ def test_join_native_of_200_tasks_is_at_most_two_queries_per_poll(app: Any, unfi
     assert len(sent) <= 2 * len(polls), sent
 
 
-#: Statements sent for a chord part that is not the last: PostgreSQL counts it in
-#: one statement; SQLite and MySQL/MariaDB in a transaction (BEGIN, INSERT the
-#: part, UPDATE the counter, COMMIT). See tests/backends/test_chords.py.
-STATEMENTS_PER_PART = {"postgresql": 1, "sqlite": 4, "mysql": 4}
-
-
 def test_a_chord_part_that_is_not_the_last_is_one_statement(app: Any) -> None:
     backend = app.backend
     group_id, part_ids = new_id(), [new_id() for _ in range(5)]
@@ -142,87 +131,13 @@ def test_a_chord_part_that_is_not_the_last_is_one_statement(app: Any) -> None:
 # -- indexes ---------------------------------------------------------------------------
 
 
-def insert_task_rows(expired: int, fresh: int) -> None:
-    """Task results finished two days ago (``expired``) and just now (``fresh``), in bulk."""
-    columns = ("task_id", "status", "content_type", "content_encoding", "result", "date_created", "date_done")
-    qn = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {qn(TABLE)} ({', '.join(qn(c) for c in columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))})"
-    )
-    now = datetime.now(timezone.utc)
-    rows = []
-    for count, newest in ((expired, now - timedelta(days=2)), (fresh, now)):
-        for i in range(count):
-            moment = connection.ops.adapt_datetimefield_value(newest - timedelta(seconds=i))
-            rows.append((new_id(), states.SUCCESS, "application/json", "utf-8", "1", moment, moment))
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-
-
-def analyze() -> None:
-    """Refresh the planner's statistics of the task table."""
-    verb = "ANALYZE TABLE" if connection.vendor == "mysql" else "ANALYZE"
-    with connection.cursor() as cursor:
-        cursor.execute(f"{verb} {connection.ops.quote_name(TABLE)}")
-        if connection.vendor == "mysql":
-            cursor.fetchall()
-
-
-@pytest.fixture
-def planner_prefers_indexes() -> Iterator[None]:
-    """On PostgreSQL, sequential scans off for this connection: a small table then shows whether
-    the index *can* serve the query. MySQL and SQLite read the statistics of a table big enough."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET enable_seqscan = off")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("RESET enable_seqscan")
-
-
-def indexes_used(sql: str, table: str = TABLE) -> list[str]:
-    """The indexes each engine's EXPLAIN says ``sql`` reads ``table`` (the task table) through."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "mysql":
-            cursor.execute(f"EXPLAIN {sql}")
-            names = [column[0] for column in cursor.description]
-            plan = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            return [str(step["key"]) for step in plan if step["table"] == table and step["key"]]
-        if connection.vendor == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-            details = [str(row[-1]) for row in cursor.fetchall()]
-            marker = "INDEX "
-            return [d.split(marker, 1)[1].split()[0] for d in details if table in d and marker in d]
-        cursor.execute(f"EXPLAIN {sql}")
-        lines = [str(row[0]) for row in cursor.fetchall()]
-        found = []
-        for line in lines:
-            for marker in (" using ", "Bitmap Index Scan on "):
-                if ("Index" in line) and marker in line:
-                    found.append(line.split(marker, 1)[1].split()[0])
-        return found
-
-
-def explain_text(sql: str) -> str:
-    """The raw plan, for failure messages."""
-    prefix = "EXPLAIN QUERY PLAN" if connection.vendor == "sqlite" else "EXPLAIN"
-    with connection.cursor() as cursor:
-        cursor.execute(f"{prefix} {sql}")
-        return "\n".join(" | ".join(map(str, row)) for row in cursor.fetchall())
-
-
 def reads_by_date_done(sent: list[str]) -> list[str]:
     """The SELECTs of the task table that filter or order on ``date_done``."""
     return [
         sql
         for sql in sent
         if sql.lstrip().upper().startswith("SELECT")
-        and TABLE in sql
+        and TASK_TABLE in sql
         and "date_done" in sql
         and "COUNT(" not in sql.upper()
     ]
@@ -230,7 +145,7 @@ def reads_by_date_done(sent: list[str]) -> list[str]:
 
 def deletes_of_tasks(sent: list[str]) -> list[str]:
     """The DELETEs of the task table (a cleanup's batches: each selects its keys by ``date_done``)."""
-    return [sql for sql in sent if re.search(rf'DELETE FROM "?`?{TABLE}\b', sql)]
+    return [sql for sql in sent if re.search(rf'DELETE FROM "?`?{TASK_TABLE}\b', sql)]
 
 
 def assert_date_done_index(queries: list[str]) -> None:
@@ -241,7 +156,7 @@ def assert_date_done_index(queries: list[str]) -> None:
 
 def test_cleanup_finds_expired_results_through_the_date_done_index(
     app: Any,
-    planner_prefers_indexes: None,
+    planner_prefers_indexes: None,  # noqa: F811
 ) -> None:
     insert_task_rows(expired=BIG_TABLE_ROWS // 10, fresh=BIG_TABLE_ROWS)
     analyze()
@@ -255,7 +170,7 @@ def test_cleanup_finds_expired_results_through_the_date_done_index(
 
 def test_admin_changelist_reads_the_newest_rows_through_the_date_done_index(
     admin_client: Client,
-    planner_prefers_indexes: None,
+    planner_prefers_indexes: None,  # noqa: F811
 ) -> None:
     insert_task_rows(expired=0, fresh=BIG_TABLE_ROWS)
     analyze()
@@ -282,7 +197,7 @@ TASK_ID_INDEXES = {
 
 def test_get_task_meta_and_a_join_poll_read_through_the_task_id_index(
     backend: Any,
-    planner_prefers_indexes: None,
+    planner_prefers_indexes: None,  # noqa: F811
 ) -> None:
     # PostgreSQL walks the status index for 200 ready rows among 20,000 finished
     # ones; among 100,000 (still a small table) it looks the ids up, as on real tables.

@@ -24,7 +24,7 @@ from django_celery_results.models import (
     ChordCounter,
     TaskResult,
 )
-from tests.test_structure import (
+from tests.support.statements import (
     BIG_TABLE_ROWS,
     DATE_DONE_INDEX,
     analyze,

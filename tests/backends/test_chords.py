@@ -24,12 +24,12 @@ from django_celery_results.managers import PartOutcome
 from django_celery_results.models import CHORD_PART_UNIQUE, ChordCounter, ChordPart
 from django_celery_results.utils import now
 from tests.races.test_concurrent_writers import _callbacks
-from tests.support.apps import make_app
+from tests.support.apps import filesystem_app
 from tests.support.processes import run_in_processes
 from tests.support.race_targets import finish_parts
 from tests.support.requests import chord_part
-from tests.test_migrations import migrate_ours, scratch, scratch_access  # noqa: F401 (fixtures)
-from tests.test_structure import STATEMENTS_PER_PART, planner_prefers_indexes  # noqa: F401 (fixture)
+from tests.support.scratch import migrate_ours, scratch, scratch_access  # noqa: F401 (fixtures)
+from tests.support.statements import STATEMENTS_PER_PART, planner_prefers_indexes  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -241,14 +241,7 @@ def test_part_lookups_go_through_the_unique_index(planner_prefers_indexes: None)
 
 
 def test_processes_finishing_awkward_parts_with_duplicates_fire_once(tmp_path: Path) -> None:
-    app = make_app(
-        broker_url="filesystem://",
-        broker_transport_options={
-            "data_folder_in": str(tmp_path),
-            "data_folder_out": str(tmp_path),
-            "control_folder": str(tmp_path / "control"),
-        },
-    )
+    app = filesystem_app(tmp_path)
     group_id = new_id()
     # Look-alikes differing in case and holding LIKE's wildcards and the old separator.
     parts = [f"{stem}-{index}" for index in range(60) for stem in ("Part|%", "part|%", "PART_x")]

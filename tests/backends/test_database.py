@@ -22,6 +22,7 @@ from django_celery_results.models import ChordCounter, TaskResult
 from django_celery_results.models import GroupResult as GroupResultModel
 from tests.support.brokers import drain
 from tests.support.requests import chord_part, task_request
+from tests.support.statements import STATEMENTS_PER_PART
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -404,8 +405,6 @@ def test_a_non_final_part_is_one_statement(app: Any) -> None:
             1,
         )
     # One statement on PostgreSQL; a short transaction elsewhere (tests/test_structure.py).
-    from tests.test_structure import STATEMENTS_PER_PART
-
     assert len(queries) == STATEMENTS_PER_PART[connection.vendor], [q["sql"] for q in queries]
 
 

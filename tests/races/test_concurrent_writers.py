@@ -18,7 +18,7 @@ from kombu import Connection
 from django_celery_results.engines import state_rank
 from django_celery_results.managers import PartOutcome
 from django_celery_results.models import ChordCounter, TaskResult
-from tests.support.apps import make_app
+from tests.support.apps import filesystem_app, make_app
 from tests.support.brokers import drain
 from tests.support.lock_waits import wait_for_a_lock_waiter
 from tests.support.processes import run_in_processes
@@ -74,14 +74,7 @@ def _callbacks(broker_dir: Path) -> list[Any]:
 
 @pytest.mark.parametrize("round_", range(3))
 def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: int) -> None:
-    app = make_app(
-        broker_url="filesystem://",
-        broker_transport_options={
-            "data_folder_in": str(tmp_path),
-            "data_folder_out": str(tmp_path),
-            "control_folder": str(tmp_path / "control"),
-        },
-    )
+    app = filesystem_app(tmp_path)
     rng = random.Random(round_)
     group_id = celery_uuid()
     parts = [f"{group_id}-{index}" for index in range(500)]
@@ -110,14 +103,7 @@ def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: i
 
 
 def test_chord_with_a_failing_part_marks_the_callback_failed(tmp_path: Path) -> None:
-    app = make_app(
-        broker_url="filesystem://",
-        broker_transport_options={
-            "data_folder_in": str(tmp_path),
-            "data_folder_out": str(tmp_path),
-            "control_folder": str(tmp_path / "control"),
-        },
-    )
+    app = filesystem_app(tmp_path)
     group_id = celery_uuid()
     parts = [f"{group_id}-{index}" for index in range(40)]
     callback = app.signature("proj.tasks.collect", task_id=celery_uuid())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -22,3 +23,19 @@ def make_app(backend: str = "django-db", *, name: str = "tests", **conf: Any) ->
     }
     app.conf.update({**defaults, **conf})
     return app
+
+
+def filesystem_app(folder: str | Path) -> Celery:
+    """:func:`make_app` publishing to kombu's filesystem transport in ``folder``.
+
+    Several processes given the same folder see each other's messages (a
+    callback a child sent can be read by the parent).
+    """
+    return make_app(
+        broker_url="filesystem://",
+        broker_transport_options={
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "control_folder": f"{folder}/control",
+        },
+    )

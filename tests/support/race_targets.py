@@ -11,18 +11,11 @@ from tests.support.requests import chord_part
 
 
 def _app(broker_dir: str | None = None) -> Any:
-    from tests.support.apps import make_app
+    from tests.support.apps import filesystem_app, make_app
 
     if broker_dir is None:
         return make_app()
-    return make_app(
-        broker_url="filesystem://",
-        broker_transport_options={
-            "data_folder_in": broker_dir,
-            "data_folder_out": broker_dir,
-            "control_folder": f"{broker_dir}/control",
-        },
-    )
+    return filesystem_app(broker_dir)
 
 
 def value_of(state: str, task_id: str) -> Any:

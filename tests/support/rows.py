@@ -49,7 +49,7 @@ def assert_ran_on(
     retries: int = 0,
 ) -> None:
     """The columns ``result_extended`` fills: task name, worker, retries, queue (the routing key)."""
-    from tests.workers.conftest import nodename
+    from tests.support.workers import nodename
 
     assert stored.task_name == task_name
     assert stored.worker == nodename(worker)

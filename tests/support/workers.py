@@ -28,14 +28,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
+from celery.utils.nodenames import host_format
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
@@ -391,21 +392,76 @@ class Worker:
 
 
 @contextmanager
-def running_worker(directory: Path, backend: str = "django-db", **options: Any) -> Iterator[Worker]:
-    """Start a worker in ``directory`` (broker, cache and log live there); always stop it."""
+def sharing_cache(worker: Worker) -> Iterator[None]:
+    """This process reads the worker's FileBasedCache (``django-cache`` results) while the block runs."""
     from django.conf import settings
     from django.test import override_settings
 
+    with override_settings(CACHES={**settings.CACHES, SHARED_CACHE: shared_cache(worker.cache_dir)}):
+        yield
+
+
+@contextmanager
+def running_worker(directory: Path, backend: str = "django-db", **options: Any) -> Iterator[Worker]:
+    """Start a worker in ``directory`` (broker, cache and log live there); always stop it."""
     worker = Worker(Path(directory), backend, **options)
-    # The test process reads the same FileBasedCache as the worker.
-    caches = override_settings(CACHES={**settings.CACHES, SHARED_CACHE: shared_cache(worker.cache_dir)})
-    caches.enable()
-    try:
-        worker.start()
-        yield worker
-    finally:
+    with sharing_cache(worker):
         try:
-            worker.stop()
+            worker.start()
+            yield worker
         finally:
-            worker.app.close()
-            caches.disable()
+            try:
+                worker.stop()
+            finally:
+                worker.app.close()
+
+
+@contextmanager
+def publishing_from(app: Celery) -> Iterator[None]:
+    """PENDING_ON_PUBLISH on, and ``app`` current: the receiver stores through ``current_app``."""
+    from celery import current_app
+    from django.test import override_settings
+
+    previous = current_app._get_current_object()
+    app.set_current()
+    try:
+        with override_settings(DJANGO_CELERY_RESULTS={"PENDING_ON_PUBLISH": True}):
+            yield
+    finally:
+        previous.set_current()
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How a module's worker runs: its broker, the result backend, its pool."""
+
+    broker: str = "filesystem"
+    backend: str = "django-db"
+    pool: str = "prefork"
+    concurrency: int = 2
+
+
+#: Every setup a module can ask for, by name (its test ids).
+SETUPS = {
+    "filesystem": Setup(),
+    "redis": Setup(broker="redis"),
+    "rabbitmq": Setup(broker="rabbitmq"),
+    "django-cache": Setup(backend="django-cache"),
+    "threads": Setup(pool="threads"),
+    "solo": Setup(pool="solo", concurrency=1),
+    "gevent": Setup(pool="gevent", concurrency=4),
+}
+
+
+#: ``start_worker(label, start=True, **conf)``: a context manager giving one worker on the module's broker.
+WorkerStarter = Callable[..., AbstractContextManager[Worker]]
+
+
+def nodename(worker: Worker) -> str:
+    """The worker's node name, as stored in the ``worker`` column."""
+    return host_format(worker.hostname)
+
+
+def other_queue(worker: Worker) -> str:
+    """The second queue the worker consumes (tasks sent there carry it as routing key)."""
+    return f"{worker.app.conf.task_default_queue}.other"

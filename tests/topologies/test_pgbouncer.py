@@ -39,21 +39,19 @@ from tests.backends.test_database import (  # the contract, again through the po
 from tests.races.test_concurrent_writers import (
     test_interleaved_state_writes_end_in_the_highest_precedence_state,
 )
+from tests.support.cleanup_data import (
+    check_deletes_exactly_the_expired_rows,
+    check_dry_run_counts_and_changes_nothing,
+)
 from tests.support.observe import row_in
 from tests.support.servers import PgBouncer, pgbouncer
 from tests.support.workers import Worker, running_worker
-from tests.test_cleanup import (
-    test_deletes_exactly_the_expired_rows,
-    test_dry_run_counts_and_changes_nothing,
-)
 
 __all__ = [
     "configured",
     "test_chord_sends_callback_once_with_all_results",
     "test_chord_with_failing_part_marks_callback_failed",
     "test_cleanup_deletes_expired_results_groups_and_counters",
-    "test_deletes_exactly_the_expired_rows",
-    "test_dry_run_counts_and_changes_nothing",
     "test_every_state_is_stored_and_read_back",
     "test_forget_deletes_the_row",
     "test_groups_save_restore_delete",
@@ -65,6 +63,17 @@ pytestmark = [pytest.mark.engine("postgresql"), pytest.mark.django_db(transactio
 
 #: A direct (not pooled) alias of the same test database, from the test settings.
 DIRECT_ALIAS = "second"
+
+
+# The cleanup command's checks, through the pooler (tests/test_cleanup.py runs them directly).
+
+
+def test_deletes_exactly_the_expired_rows() -> None:
+    check_deletes_exactly_the_expired_rows()
+
+
+def test_dry_run_counts_and_changes_nothing() -> None:
+    check_dry_run_counts_and_changes_nothing()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,8 +1,9 @@
 """Fixtures of the end-to-end suite: real ``celery worker`` processes on real brokers.
 
-Every module gets one worker per broker (the ``worker`` fixture is module
-scoped and parametrized over :data:`BROKERS` through ``broker``, so pytest
-runs a module's tests broker by broker and starts each worker once). The
+Every module gets one worker per setup it names in ``WORKER_SETUPS`` (by
+default one per broker of :data:`BROKERS`; :data:`tests.support.workers.SETUPS` lists them all: other
+pools, the ``django-cache`` backend). The ``worker`` fixture is module scoped,
+so pytest runs a module's tests setup by setup and starts each worker once. The
 worker writes to this run's test database; tests read the rows it committed,
 hence ``django_db(transaction=True)``.
 
@@ -34,16 +35,15 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from celery.utils.nodenames import host_format
 from kombu.utils.url import maybe_sanitize_url
 
-from tests.support.workers import FILESYSTEM_BROKER, Worker
+from tests.support.workers import FILESYSTEM_BROKER, SETUPS, Setup, Worker, WorkerStarter, sharing_cache
 
 BROKERS = ("filesystem", "redis", "rabbitmq")
 
@@ -180,10 +180,22 @@ def reaper(django_db_setup: Any) -> Iterator[Reaper]:
         stopper.finish()
 
 
-@pytest.fixture(scope="module", params=BROKERS)
-def broker(request: pytest.FixtureRequest, reaper: Reaper) -> Broker:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each module runs on the setups its ``WORKER_SETUPS`` names (by default, every broker)."""
+    if "worker_setup" in metafunc.fixturenames:
+        names = getattr(metafunc.module, "WORKER_SETUPS", BROKERS)
+        metafunc.parametrize("worker_setup", names, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def worker_setup(request: pytest.FixtureRequest) -> Setup:
+    return SETUPS[request.param]
+
+
+@pytest.fixture(scope="module")
+def broker(worker_setup: Setup, reaper: Reaper) -> Broker:
     """The broker this module's tests run on: skipped, or failed under CI, when it does not answer."""
-    name = request.param
+    name = worker_setup.broker
     if name == "filesystem":
         return Broker(name, FILESYSTEM_BROKER)
     url = server_url(name)
@@ -199,19 +211,16 @@ def broker(request: pytest.FixtureRequest, reaper: Reaper) -> Broker:
     return used
 
 
-#: ``start_worker(label, start=True, **conf)``: a context manager giving one worker on the module's broker.
-WorkerStarter = Callable[..., AbstractContextManager[Worker]]
-
-
 @pytest.fixture(scope="module")
 def start_worker(
+    worker_setup: Setup,
     broker: Broker,
     reaper: Reaper,
     tmp_path_factory: pytest.TempPathFactory,
     django_db_setup: Any,
     django_db_blocker: Any,
 ) -> WorkerStarter:
-    """Workers on this module's broker (prefork, two processes, with this suite's settings).
+    """Workers of this module's setup (by default prefork, two processes), with this suite's settings.
 
     The worker consumes its own ``task_default_queue`` and ``<queue>.other``.
     With ``start=False`` the test starts it (``worker.start()``), e.g. after
@@ -226,14 +235,18 @@ def start_worker(
         queue = settings["task_default_queue"]
         worker = Worker(
             tmp_path_factory.mktemp(f"{label}-{broker.name}"),
+            backend=worker_setup.backend,
+            pool=worker_setup.pool,
+            concurrency=worker_setup.concurrency,
             broker_url=broker.url,
             conf={**settings, **conf},
             queues=(queue, f"{queue}.other"),
         )
         try:
-            if start:
-                worker.start()
-            yield worker
+            with sharing_cache(worker):
+                if start:
+                    worker.start()
+                yield worker
         finally:
             reaper.stop_later(worker)
 
@@ -252,7 +265,7 @@ def worker(
     start_worker: WorkerStarter,
     worker_conf: dict[str, Any],
 ) -> Iterator[Worker]:
-    """The module's worker on the current broker."""
+    """The module's worker, in the current setup."""
     label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     with start_worker(label, **worker_conf) as started:
         yield started
@@ -265,13 +278,3 @@ def assert_all_exited(worker: Worker, timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("worker processes left running:\n" + "\n".join(remaining))
         time.sleep(0.1)
-
-
-def nodename(worker: Worker) -> str:
-    """The worker's node name, as stored in the ``worker`` column."""
-    return host_format(worker.hostname)
-
-
-def other_queue(worker: Worker) -> str:
-    """The second queue the worker consumes (tasks sent there carry it as routing key)."""
-    return f"{worker.app.conf.task_default_queue}.other"

@@ -19,8 +19,7 @@ from django.db import transaction
 from django_celery_results.exceptions import ValueTooLong
 from django_celery_results.models import TaskResult
 from django_celery_results.values import ELLIPSIS
-from tests.support.workers import Worker, running_worker
-from tests.workers.test_publish import publishing_from
+from tests.support.workers import Worker, publishing_from, running_worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

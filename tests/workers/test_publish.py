@@ -7,32 +7,14 @@ worker starts, the same row moves on to SUCCESS.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from celery import Celery, states
+from celery import states
 from celery.result import AsyncResult
-from django.test import override_settings
 
 from tests.support.rows import assert_dates_in_order, assert_ran_on, decoded, rows
-from tests.workers.conftest import WorkerStarter, nodename, other_queue
+from tests.support.workers import WorkerStarter, nodename, other_queue, publishing_from
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-@contextmanager
-def publishing_from(app: Celery) -> Iterator[None]:
-    """PENDING_ON_PUBLISH on, and ``app`` current: the receiver stores through ``current_app``."""
-    from celery import current_app
-
-    previous = current_app._get_current_object()
-    app.set_current()
-    try:
-        with override_settings(DJANGO_CELERY_RESULTS={"PENDING_ON_PUBLISH": True}):
-            yield
-    finally:
-        previous.set_current()
 
 
 def test_pending_row_from_publish_until_a_worker_runs_the_task(start_worker: WorkerStarter) -> None:

@@ -23,8 +23,7 @@ from tests.support.rows import (
     rows,
     wait_for_status,
 )
-from tests.support.workers import Worker
-from tests.workers.conftest import nodename, other_queue
+from tests.support.workers import Worker, nodename, other_queue
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
