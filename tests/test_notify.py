@@ -143,11 +143,12 @@ def test_listener_is_reopened_after_its_backend_is_terminated(app: Any) -> None:
 CHILD = """
 import os, sys, django
 django.setup()
-from celery import Celery, uuid
+from celery import uuid
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from django_celery_results import notify
-app = Celery(backend="django-db")
+from tests.support.apps import make_app
+app = make_app()
 try:
     AsyncResult(uuid(), backend=app.backend).get(timeout=0.5)
 except Exception:

@@ -29,13 +29,13 @@ SMOKE = textwrap.dedent(
     {block}
     import django
     django.setup()
-    from celery import Celery, states
+    from celery import states
     from celery.result import AsyncResult, GroupResult
     from django.db import connection
     from django_celery_results.models import TaskResult
+    from tests.support.apps import make_app
 
-    app = Celery("smoke", set_as_current=False)
-    app.conf.update(broker_url="memory://", result_backend="django-db", result_extended=True)
+    app = make_app(name="smoke")
     backend = app.backend
     backend.store_result("smoke-1", None, states.STARTED)
     started = backend.get_task_meta("smoke-1", cache=False)
