@@ -415,8 +415,12 @@ CORNER_TESTS = (
     "tests/engines/test_postgresql_drivers.py",
     "tests/workers/test_backends.py",
     *(
-        f"tests/workers/test_chords.py::test_chord_{test}[{setup}]"
-        for test in ("callback_gets_every_part", "with_a_failed_part_fails_its_callback")
+        f"tests/workers/test_chords.py::{test}[{setup}]"
+        for test in (
+            "test_chord_callback_gets_every_part",
+            "test_chord_with_a_failed_part_fails_its_callback",
+            "test_a_failed_header_part_fails_a_group_body_with_its_own_exception",
+        )
         for setup in ("filesystem", "django-cache")
     ),
 )
