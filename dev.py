@@ -522,7 +522,7 @@ def cmd_demo(argv: list[str]) -> int:
 
 
 def cmd_lint(argv: list[str]) -> int:
-    """ruff (lint rules and formatting) over the tree and mypy (strict) over the package."""
+    """ruff (lint rules and formatting) over the tree; mypy (strict) over the package and the benchmarks."""
     return tox("run", "-e", "lint,type", *argv)
 
 
@@ -575,7 +575,7 @@ usage: python3 dev.py demo [--admin]
             CORNER_TESTS), every server required
   matrix    every cell this machine can run (tox -m matrix), then MATRIX.md
   cells     a tox label's environments as JSON (the GitHub workflow's job matrix)
-  lint      ruff over the tree, mypy over the package
+  lint      ruff over the tree, mypy over the package and benchmarks
   docs      build the Sphinx docs, warnings as errors
   messages  update the translation catalogs (.po) and compile them (.mo); needs GNU gettext
 """

@@ -785,7 +785,7 @@ def latency_pooler(bench: Bench) -> list[Figure]:
 
     listen_target = LATENCY_TARGET_MS["postgresql"][0]
     assert listen_target is not None
-    variants = (
+    variants: tuple[tuple[str, dict[str, str], float, str], ...] = (
         ("latency_pooler", {}, POOLED_POLL_TARGET_MS, "LISTEN is deaf through the pooler"),
         (
             "latency_pooler_listen",
@@ -836,7 +836,7 @@ def memory(bench: Bench) -> list[Figure]:
     }
 
     def multiple(kind: str, key: str = "traced") -> float:
-        return round(measured[kind][key] / size, 2)
+        return round(float(measured[kind][key]) / size, 2)
 
     return [
         Figure(

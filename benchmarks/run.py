@@ -25,7 +25,10 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported once Django is set up, in main()
+    from benchmarks.figures import Figure
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``benchmarks`` and the package importable
@@ -135,7 +138,7 @@ def _normalised(figure: Any, found: Any) -> tuple[float | str | None, float | No
     return f"{found['ms']:g} ({found['ratio']:g}x)", found["ratio"]
 
 
-def _ours(figure: Any) -> float | None:
+def _ours(figure: Figure) -> float | None:
     return figure.ours if figure.name in LATENCY_KEYS else figure.ratio
 
 

@@ -118,7 +118,7 @@ def floor_ids(count: int) -> list[str]:
 
 def floor_counter(parts: int, extended: bool = True) -> str:
     """A chord counter row for the floor's decrements (``extended``: our schema's extra columns)."""
-    group_id = new_id()
+    group_id: str = new_id()
     qn = connection.ops.quote_name
     columns, values = ["group_id", "sub_tasks", "count"], [group_id, "[]", 10 * parts]
     if extended:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery import states
 from celery.utils.time import maybe_timedelta
 from django.conf import settings
+from django.core.exceptions import FullResultSet
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, Func, Subquery, Value, When
@@ -231,69 +232,90 @@ class BatchSizer:
 def delete_oldest_first(rows: models.QuerySet[Any], date_field: str, size: int | BatchSizer) -> Iterator[int]:
     """Delete ``rows`` oldest first, a batch at a time; yield each batch's count after its commit.
 
-    Each batch is one DELETE in its own short transaction: it takes the keys
-    of the oldest rows through the index on ``date_field`` and deletes those
-    that still match (:func:`engines.delete_keys_sql`), so locks stay brief,
-    memory is bounded and nothing travels to the client. ``size`` is rows per
-    batch, or a :class:`BatchSizer`; a batch smaller than its size was the
-    last. On PostgreSQL the next batch starts its index scan at the newest
-    date deleted, not at the start of the range, where the dead index entries
-    of the batches already deleted stay until vacuum.
+    Each batch is one short transaction: it reads the date that ends it (the
+    ``size + 1``-th oldest row's, through the index on ``date_field``) and
+    deletes the rows dated from the oldest left up to it, re-checked against
+    the selection, in one range DELETE; nothing but that date travels to the
+    client. When more than ``size`` rows share the oldest date, the batch
+    deletes ``size`` of them by key instead (:func:`delete_tied`). The last
+    batch is the one that finds no end. ``size`` is rows per batch, or a
+    :class:`BatchSizer` (docs/cleanup.rst, "Large deletions").
     """
     sizer = size if isinstance(size, BatchSizer) else BatchSizer(size)
     alias = rows.db
     connection = connections[alias]
-    model = rows.model
-    where, where_params = rows.query.get_compiler(using=alias).compile(rows.query.where)
-    oldest: object = None
-    while True:
+    skip_deleted = engines.index_keeps_deleted_rows(connection)
+    oldest = rows.order_by(date_field).values_list(date_field, flat=True).first()
+    while oldest is not None:
         batch = sizer.size
-        keys = (
-            next_batch(rows, date_field, batch, oldest)
-            .annotate(
-                **{engines.BATCH_KEY: engines.batch_key(connection, model._meta.db_table)},
-            )
-            .values_list(engines.BATCH_KEY, flat=True)
-        )
-        keys_sql, keys_params = keys.query.sql_with_params()
-        sql, reports_oldest = engines.delete_keys_sql(
-            connection,
-            model._meta.db_table,
-            model._meta.pk.column,
-            model._meta.get_field(date_field).column,
-            keys_sql,
-            where,
-        )
+        start = oldest if skip_deleted else None
+        left = rows if start is None else rows.filter(**{f"{date_field}__gte": start})
         started = time.monotonic()
         with transaction.atomic(using=alias), connection.cursor() as cursor:
             for setting in engines.batch_settings_sql(connection):
                 cursor.execute(setting)
-            cursor.execute(sql, [*keys_params, *where_params])
-            if reports_oldest:
-                deleted, newest = cursor.fetchone()
+            end = batch_end(left, date_field, batch).first()
+            if end == oldest:
+                deleted = delete_tied(left, date_field, batch, cursor)
             else:
-                deleted, newest = cursor.rowcount, None
-        sizer.record(int(deleted), time.monotonic() - started)
+                deleted = delete_dated(rows, date_field, start, end, cursor)
+        sizer.record(deleted, time.monotonic() - started)
         if deleted:
-            yield int(deleted)
-        if deleted < batch:
-            return
-        oldest = newest
+            yield deleted
+        oldest = end
 
 
-def next_batch(
-    rows: models.QuerySet[Any],
-    date_field: str,
-    size: int,
-    oldest: object = None,
-) -> models.QuerySet[Any, tuple[Any, Any]]:
-    """Keys and dates of the ``size`` oldest ``rows``, dated ``oldest`` or later when given."""
-    page = rows if oldest is None else rows.filter(**{f"{date_field}__gte": oldest})
-    oldest_first: models.QuerySet[Any, tuple[Any, Any]] = page.order_by(date_field).values_list(
-        "pk",
-        date_field,
-    )[:size]
-    return oldest_first
+def batch_end(rows: models.QuerySet[Any], date_field: str, size: int) -> models.QuerySet[Any, Any]:
+    """The date of the ``size + 1``-th oldest of ``rows``: the first row a batch of ``size`` leaves."""
+    end: models.QuerySet[Any, Any] = rows.order_by(date_field).values_list(date_field, flat=True)[
+        size : size + 1
+    ]
+    return end
+
+
+def delete_dated(rows: models.QuerySet[Any], date_field: str, start: Any, end: Any, cursor: Any) -> int:
+    """DELETE the ``rows`` dated from ``start`` up to ``end`` (excluded; ``None``: open); return the count.
+
+    The dates come first in the WHERE clause, the selection's own condition
+    (the re-check) after them: SQLite bounds its index scan by the first
+    upper bound it meets, and the selection's cutoff would make every batch
+    scan all the expired rows left.
+    """
+    dates = {f"{date_field}__{op}": date for op, date in (("gte", start), ("lt", end)) if date is not None}
+    span = rows.model._base_manager.db_manager(rows.db).filter(**dates)
+    conditions = [where_sql(span), where_sql(rows)]
+    sql = " AND ".join(f"({condition})" for condition, _ in conditions if condition) or "1 = 1"
+    qn = connections[rows.db].ops.quote_name
+    cursor.execute(
+        f"DELETE FROM {qn(rows.model._meta.db_table)} WHERE {sql}",
+        [param for _, params in conditions for param in params],
+    )
+    return int(cursor.rowcount)
+
+
+def where_sql(rows: models.QuerySet[Any]) -> tuple[str, list[Any]]:
+    """The WHERE condition of ``rows`` (a filter on one table), compiled for its alias; ``""`` for none."""
+    try:
+        sql, params = rows.query.get_compiler(using=rows.db).compile(rows.query.where)
+    except FullResultSet:
+        return "", []
+    return sql, list(params)
+
+
+def delete_tied(rows: models.QuerySet[Any], date_field: str, size: int, cursor: Any) -> int:
+    """Delete ``size`` of the oldest ``rows`` by key, for a date shared by more rows than a batch holds.
+
+    The keys are selected and deleted in one statement, re-checked against
+    the selection (:func:`engines.delete_keys_sql`).
+    """
+    model = rows.model
+    pk = model._meta.pk
+    keys = rows.order_by(date_field).values_list(pk.attname, flat=True)[:size]
+    keys_sql, keys_params = keys.query.sql_with_params()
+    where, where_params = where_sql(rows)
+    sql = engines.delete_keys_sql(connections[rows.db], model._meta.db_table, pk.column, keys_sql, where)
+    cursor.execute(sql, [*keys_params, *where_params])
+    return int(cursor.rowcount)
 
 
 #: The columns Celery's meta is built from (:func:`codec.task_meta`).

@@ -26,7 +26,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_celery_results import cleanup, managers
@@ -78,7 +78,7 @@ def refused(*args: str, **options: Any) -> str:
 
 
 def deletes_tasks(sql: str) -> bool:
-    """Whether ``sql`` is a batch of the task results table (PostgreSQL's starts with WITH)."""
+    """Whether ``sql`` is a batch of the task results table."""
     table = connection.ops.quote_name(TaskResult._meta.db_table)
     return re.search(rf"\bDELETE FROM {re.escape(table)}", sql, re.IGNORECASE) is not None
 
@@ -581,9 +581,10 @@ def test_no_breakdown_when_nothing_would_go_or_quiet(args: list[str], verbosity:
         (["--batch-size=7"], {}, 4),
         ([], {"CLEANUP_BATCH_SIZE": 10}, 3),
         ([], {}, 1),
-        # A batch as large as the rows left cannot tell it was the last: one more, empty, follows.
-        (["--batch-size=25"], {}, 2),
-        (["--batch-size=1"], {}, 26),
+        # A batch that finds no row past its size knows it is the last: no empty one follows.
+        (["--batch-size=25"], {}, 1),
+        (["--batch-size=24"], {}, 2),
+        (["--batch-size=1"], {}, 25),
     ],
 )
 def test_batch_size_is_honoured(args: list[str], options: dict[str, int], statements: int) -> None:
@@ -606,8 +607,71 @@ def test_batches_go_oldest_first() -> None:
     with connection.execute_wrapper(on_delete(lambda n: left.append(remaining()["tasks"]))):
         run("--older-than=1d", "--batch-size=1")
 
-    # Batches of one: the fourth finds nothing left and ends the run.
-    assert left == [{"age-30:0", "age-40:0"}, {"age-30:0"}, set(), set()]
+    # Batches of one; the third finds no row after its own and is the last.
+    assert left == [{"age-30:0", "age-40:0"}, {"age-30:0"}, set()]
+
+
+@db
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    hours=st.lists(st.integers(min_value=0, max_value=7), max_size=40),
+    size=st.integers(min_value=1, max_value=12),
+)
+def test_batches_take_exactly_the_selection_oldest_first_whatever_dates_rows_share(
+    hours: list[int], size: int
+) -> None:
+    """Rows share dates at random, in runs shorter and longer than a batch; rows of hour 4 on stay."""
+    TaskResult.objects.all().delete()
+    start = now() - timedelta(days=10)
+    dated = {f"t{n}": start + timedelta(hours=hour) for n, hour in enumerate(hours)}
+    TaskResult.objects.bulk_create(TaskResult(task_id=task_id, status=states.SUCCESS) for task_id in dated)
+    for hour in set(hours):
+        moment = start + timedelta(hours=hour)
+        TaskResult.objects.filter(task_id__in=[t for t, d in dated.items() if d == moment]).update(
+            date_done=moment
+        )
+    selected = TaskResult.objects.filter(date_done__lt=start + timedelta(hours=4))
+    expected = set(selected.values_list("task_id", flat=True))
+    gone: set[str] = set()
+
+    for deleted in managers.delete_oldest_first(selected, "date_done", size):
+        batch = set(dated) - set(TaskResult.objects.values_list("task_id", flat=True)) - gone
+        assert 1 <= len(batch) == deleted <= size
+        assert batch <= expected
+        still_expired = expected - gone - batch
+        if still_expired:
+            assert max(dated[t] for t in batch) <= min(dated[t] for t in still_expired)
+        gone |= batch
+
+    assert gone == expected
+
+
+@db
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="counts SQLite's virtual machine steps")
+def test_each_batch_walks_its_own_rows_not_every_expired_row_left() -> None:
+    """The work of a batch's DELETE does not depend on how many expired rows are still left after it."""
+    add_tasks("old", 20_000, OLD, chunk=40)
+    steps: list[int] = []
+
+    def counted(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        if not deletes_tasks(sql):
+            return execute(sql, params, many, context)
+        ticks = [0]
+        raw = connection.connection
+        raw.set_progress_handler(lambda: ticks.__setitem__(0, ticks[0] + 1) or 0, 100)
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            raw.set_progress_handler(None, 100)
+            steps.append(ticks[0])
+
+    with connection.execute_wrapper(counted):
+        run("--older-than=1d", "--batch-size=100")
+
+    assert len(steps) >= 200 and TaskResult.objects.count() == 0
+    # The first batch leaves 19,900 expired rows, the last but one almost none: both cost the same.
+    full = steps[:-1]
+    assert max(full) <= 2 * min(full), steps
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -1032,7 +1096,7 @@ def batch_plan() -> str:
             cursor.fetchall()
     rows = cleanup.Cleanup(before=now() - timedelta(days=1)).rows(cleanup.TASKS)
     options = {"format": "JSON"} if connection.vendor == "mysql" else {}
-    return managers.next_batch(rows, "date_done", 1000).explain(**options)
+    return managers.batch_end(rows, "date_done", 1000).explain(**options)
 
 
 @db
@@ -1061,11 +1125,16 @@ def test_a_hundred_thousand_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert not TaskResult.objects.filter(task_id__startswith="old:").exists()
     # Batches sized to about 50 ms each: more than one, each bounded.
     assert len(deletes(captured)) >= 2
-    # Memory stays bounded by the batch: every read of keys is limited to it.
-    reads = [q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"]]
-    limits = [int(m.group(1)) for sql in reads for m in [re.search(r"LIMIT (\d+)\b", sql)] if m]
-    assert reads and len(limits) == len(reads)
-    assert all(managers.BatchSizer.smallest <= limit <= managers.BatchSizer.largest for limit in limits)
+    # Memory stays flat: each read brings one date to the client, found at most a batch away.
+    table = connection.ops.quote_name(TaskResult._meta.db_table)
+    reads = [
+        q["sql"] for q in captured.captured_queries if "ORDER BY" in q["sql"] and f"FROM {table}" in q["sql"]
+    ]
+    assert len(reads) == len(deletes(captured)) + 1  # the oldest date, then each batch's end
+    assert all(re.search(r"LIMIT 1\b", sql) for sql in reads), reads
+    offsets = [int(m.group(1)) for sql in reads for m in [re.search(r"OFFSET (\d+)\b", sql)] if m]
+    assert len(offsets) == len(reads) - 1
+    assert all(managers.BatchSizer.smallest <= offset <= managers.BatchSizer.largest for offset in offsets)
     with capsys.disabled():
         print(
             f"\n100k rows on {connection.vendor}: insert {inserted - started:.1f} s, "

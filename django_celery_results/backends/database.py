@@ -85,8 +85,8 @@ def reading_own_writes() -> Iterator[None]:
         _reading_own_writes.reset(token)
 
 
-#: Longest pause within the first second of a wait: a result stored then is seen within ~50 ms.
-FIRST_SECOND_CAP = 0.05
+#: Longest pause within the first second of a wait: a result stored then is seen within ~40 ms.
+FIRST_SECOND_CAP = 0.04
 
 
 def poll_pauses(first: float, ceiling: float) -> Iterator[float]:

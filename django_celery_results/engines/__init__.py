@@ -8,10 +8,9 @@ at ``connection.vendor``. The names below are the package's interface
 from __future__ import annotations
 
 from .batches import (
-    BATCH_KEY,
-    batch_key,
     batch_settings_sql,
     delete_keys_sql,
+    index_keeps_deleted_rows,
 )
 from .chords import (
     PartCount,
@@ -63,7 +62,6 @@ from .sql import (
 )
 
 __all__ = [
-    "BATCH_KEY",
     "KEEP_IF_NULL_COLUMNS",
     "NOTIFY_CHANNEL",
     "STATE_COLUMNS",
@@ -71,7 +69,6 @@ __all__ = [
     "KeyLimits",
     "PartCount",
     "TextColumn",
-    "batch_key",
     "batch_settings_sql",
     "can_write_beside_a_transaction",
     "count_chord_part",
@@ -81,6 +78,7 @@ __all__ = [
     "exact_collation",
     "exact_id_column_sql",
     "filter_exactly",
+    "index_keeps_deleted_rows",
     "indexed_prefix_lookup",
     "is_hot_standby",
     "is_lost_connection",

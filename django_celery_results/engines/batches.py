@@ -1,24 +1,8 @@
-"""Cleanup batches: what each selects its rows by, and the DELETE that re-checks them."""
+"""Cleanup batches: their transaction's settings, where their index scan starts, a DELETE of keys."""
 
 from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F
-from django.db.models.expressions import Expression, RawSQL
-
-#: The name under which the keys query of :func:`delete_keys_sql` returns the keys.
-BATCH_KEY = "dcr_batch_key"
-
-
-def batch_key(connection: BaseDatabaseWrapper, table: str) -> Expression | F:
-    """What a cleanup batch selects to find its rows again: the row's physical address on PostgreSQL.
-
-    A ``ctid`` list is deleted by a TID scan, without a second lookup per row
-    through the primary key index; elsewhere the primary key does the job.
-    """
-    if connection.vendor == "postgresql":
-        return RawSQL(f"{connection.ops.quote_name(table)}.ctid", ())
-    return F("pk")
 
 
 def batch_settings_sql(connection: BaseDatabaseWrapper) -> list[str]:
@@ -32,33 +16,34 @@ def batch_settings_sql(connection: BaseDatabaseWrapper) -> list[str]:
     return ["SET LOCAL enable_sort = off"] if connection.vendor == "postgresql" else []
 
 
+def index_keeps_deleted_rows(connection: BaseDatabaseWrapper) -> bool:
+    """Whether an index still holds the entries of deleted rows for a while: PostgreSQL and InnoDB.
+
+    They stay until vacuum (PostgreSQL) or purge (InnoDB), so there each
+    cleanup batch starts its index scan at the date where the last one
+    ended, past them. SQLite removes them with the row, and its dates are
+    text that a date read back may not spell alike (``.5`` is read back as
+    ``.500000``), so a lower bound could leave a row out.
+    """
+    return connection.vendor != "sqlite"
+
+
 def delete_keys_sql(
     connection: BaseDatabaseWrapper,
     table: str,
     pk: str,
-    date_column: str,
     keys_sql: str,
     recheck_sql: str,
-) -> tuple[str, bool]:
-    """One DELETE of the rows whose keys ``keys_sql`` selects (as :data:`BATCH_KEY`) that still match.
+) -> str:
+    """One DELETE of the rows whose primary keys ``keys_sql`` selects that still match ``recheck_sql``.
 
-    The keys (:func:`batch_key`) are read through a derived table: MySQL
-    refuses ``LIMIT`` in an ``IN`` subquery, and a subquery on the table
-    being deleted from. The re-check is the selection's own condition,
-    applied to those rows only: a row written again meanwhile is no longer
-    expired and stays. On PostgreSQL the statement also returns the newest
-    date it deleted (``True`` as the second value), so the next batch can
-    start its index scan there, past the dead entries this batch leaves
-    until vacuum.
+    The keys are read through a derived table on every engine: MySQL refuses
+    ``LIMIT`` in an ``IN`` subquery, and a subquery on the table being
+    deleted from. The re-check is the selection's own condition, applied to
+    those rows only: a row written again meanwhile is no longer expired and
+    stays. The derived table's column is qualified: an unknown column must be
+    an error, never the outer row's own key.
     """
     qn = connection.ops.quote_name
-    keys = f"SELECT batch.{qn(BATCH_KEY)} FROM ({keys_sql}) AS batch"
-    recheck = f"({recheck_sql or '1 = 1'})"
-    if connection.vendor != "postgresql":
-        # Qualified: an unknown column must be an error, never the outer row's own key.
-        return f"DELETE FROM {qn(table)} WHERE {qn(pk)} IN ({keys}) AND {recheck}", False
-    delete = f"DELETE FROM {qn(table)} WHERE ctid = ANY(ARRAY({keys})) AND {recheck}"
-    return (
-        f"WITH gone AS ({delete} RETURNING {qn(date_column)}) "
-        f"SELECT COUNT(*), MAX({qn(date_column)}) FROM gone"
-    ), True
+    keys = f"SELECT batch.{qn(pk)} FROM ({keys_sql}) AS batch"
+    return f"DELETE FROM {qn(table)} WHERE {qn(pk)} IN ({keys}) AND ({recheck_sql or '1 = 1'})"

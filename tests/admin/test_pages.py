@@ -14,7 +14,6 @@ import pytest
 from celery import Celery, states
 from celery.app.task import Context
 from celery.utils.saferepr import saferepr
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -66,26 +65,6 @@ def page(response: Any) -> str:
 
 def ago(**delta: float) -> datetime:
     return timezone.now() - timedelta(**delta)
-
-
-@pytest.fixture
-def staff(django_user_model: Any) -> Callable[..., Client]:
-    """A logged-in client of a staff user holding exactly the given permission codenames."""
-
-    def login(*codenames: str) -> Client:
-        user = django_user_model.objects.create_user(username=f"s-{uuid4().hex[:8]}", is_staff=True)
-        user.user_permissions.set(
-            Permission.objects.filter(
-                content_type__app_label="django_celery_results",
-                codename__in=codenames,
-            )
-        )
-        assert user.user_permissions.count() == len(codenames)
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return login
 
 
 # -- the task list ---------------------------------------------------------------------

@@ -16,7 +16,6 @@ import pytest
 from celery import Celery, current_app, states
 from celery import _state as celery_state
 from django.contrib import admin
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -70,30 +69,6 @@ def task(
 
 def at(year: int, month: int = 1, day: int = 1) -> datetime:
     return datetime(year, month, day, 12, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def staff(django_user_model: Any) -> Callable[..., Client]:
-    """A logged-in client for a staff user holding exactly the given permission codenames."""
-
-    def login(*codenames: str) -> Client:
-        user = django_user_model.objects.create_user(
-            username=f"staff-{uuid4().hex[:8]}",
-            password="x",
-            is_staff=True,
-        )
-        user.user_permissions.set(
-            Permission.objects.filter(
-                content_type__app_label="django_celery_results",
-                codename__in=codenames,
-            )
-        )
-        assert user.user_permissions.count() == len(codenames)
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return login
 
 
 @pytest.fixture

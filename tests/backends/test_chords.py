@@ -23,8 +23,8 @@ from django_celery_results import cleanup
 from django_celery_results.managers import PartOutcome
 from django_celery_results.models import CHORD_PART_UNIQUE, ChordCounter, ChordPart
 from django_celery_results.utils import now
-from tests.races.test_concurrent_writers import _callbacks
 from tests.support.apps import filesystem_app
+from tests.support.brokers import published_to_folder
 from tests.support.processes import run_in_processes
 from tests.support.race_targets import finish_parts
 from tests.support.requests import chord_part
@@ -255,7 +255,7 @@ def test_processes_finishing_awkward_parts_with_duplicates_fire_once(tmp_path: P
     arguments = [(str(tmp_path), group_id, dict(callback), s, i) for i, s in enumerate(slices)]
     run_in_processes(finish_parts, arguments)
 
-    assert len(_callbacks(tmp_path)) == 1
+    assert len(published_to_folder(tmp_path)) == 1
     assert counters.get(group_id=group_id).count == 0
     assert parts_of(group_id) == set(parts)
 

@@ -13,13 +13,12 @@ import pytest
 from celery import states
 from celery import uuid as celery_uuid
 from django.db import transaction
-from kombu import Connection
 
 from django_celery_results.engines import state_rank
 from django_celery_results.managers import PartOutcome
 from django_celery_results.models import ChordCounter, TaskResult
 from tests.support.apps import filesystem_app, make_app
-from tests.support.brokers import drain
+from tests.support.brokers import published_to_folder
 from tests.support.lock_waits import wait_for_a_lock_waiter
 from tests.support.processes import run_in_processes
 from tests.support.race_targets import finish_parts, resize_chord, value_of, write_states
@@ -59,19 +58,6 @@ def test_interleaved_state_writes_end_in_the_highest_precedence_state() -> None:
         assert row.traceback == f"tb {row.status}"
 
 
-def _callbacks(broker_dir: Path) -> list[Any]:
-    return drain(
-        Connection(
-            "filesystem://",
-            transport_options={
-                "data_folder_in": str(broker_dir),
-                "data_folder_out": str(broker_dir),
-                "control_folder": str(broker_dir / "control"),
-            },
-        )
-    )
-
-
 @pytest.mark.parametrize("round_", range(3))
 def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: int) -> None:
     app = filesystem_app(tmp_path)
@@ -96,7 +82,7 @@ def test_chord_of_500_parts_with_duplicates_fires_once(tmp_path: Path, round_: i
     )
 
     assert sum(counted) == 550
-    messages = _callbacks(tmp_path)
+    messages = published_to_folder(tmp_path)
     assert len(messages) == 1
     assert messages[0].decode()[0] == [list(range(500))]
     assert ChordCounter.objects.get(group_id=group_id).count == 0
@@ -119,7 +105,7 @@ def test_chord_with_a_failing_part_marks_the_callback_failed(tmp_path: Path) -> 
         [(str(tmp_path), group_id, dict(callback), others[i::PROCESSES], i) for i in range(PROCESSES)],
     )
 
-    assert _callbacks(tmp_path) == []
+    assert published_to_folder(tmp_path) == []
     outcome = app.AsyncResult(callback.id)
     assert outcome.state == states.FAILURE
     assert parts[7] in str(outcome.result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kombu import Connection
@@ -18,3 +19,17 @@ def drain(connection: Connection, queue_name: str = "celery") -> list[Any]:
                 return messages
             messages.append(message)
             message.ack()
+
+
+def published_to_folder(broker_dir: Path) -> list[Any]:
+    """Every message waiting in the default queue of the filesystem broker kept in ``broker_dir``."""
+    return drain(
+        Connection(
+            "filesystem://",
+            transport_options={
+                "data_folder_in": str(broker_dir),
+                "data_folder_out": str(broker_dir),
+                "control_folder": str(broker_dir / "control"),
+            },
+        )
+    )
