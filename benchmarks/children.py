@@ -95,6 +95,12 @@ def cleanup(kind: str, traced: bool = False) -> dict[str, Any]:
 
     backend = make_app().backend
     connection.ensure_connection()
+    if kind == "ours":
+        # A cleanup older than every row deletes nothing but imports what the first call
+        # imports, so the memory figure measures the rows, not those imports.
+        from django_celery_results.cleanup import Cleanup
+
+        Cleanup(before=datetime(2000, 1, 1, tzinfo=timezone.utc)).delete()
     durations: list[float] = []
 
     def timed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
