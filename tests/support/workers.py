@@ -55,6 +55,9 @@ ENV_CONF = "DCR_WORKER_CONF"
 #: The worker's ``--loglevel`` (INFO unless set, e.g. to DEBUG when a test needs a closer look).
 ENV_LOGLEVEL = "DCR_WORKER_LOGLEVEL"
 
+#: What a worker logs, before the ids, once it has handled a revoke.
+REVOKE_LOGGED = "Tasks flagged as revoked: "
+
 #: The broker used when none is named: kombu's transport in a local folder.
 FILESYSTEM_BROKER = "filesystem://"
 
@@ -364,11 +367,24 @@ class Worker:
 
     def wait_for_log(self, text: str, timeout: float = 30) -> None:
         """Wait until the worker's log contains ``text``; fail with the log's tail otherwise."""
+        self._wait_for_log(lambda log: text in log, repr(text), timeout)
+
+    def wait_for_revoke(self, *task_ids: str, timeout: float = 30) -> None:
+        """Wait until the worker has handled a revoke naming all of ``task_ids``, in any order."""
+        wanted = set(task_ids)
+
+        def handled(log: str) -> bool:
+            lines = (line.partition(REVOKE_LOGGED)[2] for line in log.splitlines() if REVOKE_LOGGED in line)
+            return any(wanted <= set(line.split(", ")) for line in lines)
+
+        self._wait_for_log(handled, f"a revoke of {sorted(wanted)}", timeout)
+
+    def _wait_for_log(self, found: Callable[[str], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while text not in self.log():
+        while not found(self.log()):
             self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{text!r} not in the log after {timeout:.0f}s\n{self.log_tail()}")
+                raise TimeoutError(f"{what} not in the log after {timeout:.0f}s\n{self.log_tail()}")
             time.sleep(0.05)
 
     def log_tail(self, lines: int = 40) -> str:

@@ -88,7 +88,7 @@ def test_a_task_revoked_before_it_reached_the_worker_is_stored_with_its_request(
     """
     task_id = str(uuid.uuid4())
     worker.app.control.revoke(task_id)
-    worker.wait_for_log(f"Tasks flagged as revoked: {task_id}")
+    worker.wait_for_revoke(task_id)
     worker.tasks.add.apply_async((6, 7), task_id=task_id)
 
     row = row_when(task_id, lambda row: row.status == states.REVOKED and row.worker is not None)
