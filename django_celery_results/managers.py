@@ -245,6 +245,7 @@ def delete_oldest_first(rows: models.QuerySet[Any], date_field: str, size: int |
     alias = rows.db
     connection = connections[alias]
     skip_deleted = engines.index_keeps_deleted_rows(connection)
+    recheck = where_sql(rows)
     oldest = rows.order_by(date_field).values_list(date_field, flat=True).first()
     while oldest is not None:
         batch = sizer.size
@@ -256,9 +257,9 @@ def delete_oldest_first(rows: models.QuerySet[Any], date_field: str, size: int |
                 cursor.execute(setting)
             end = batch_end(left, date_field, batch).first()
             if end == oldest:
-                deleted = delete_tied(left, date_field, batch, cursor)
+                deleted = delete_tied(left, date_field, batch, recheck, cursor)
             else:
-                deleted = delete_dated(rows, date_field, start, end, cursor)
+                deleted = delete_dated(rows, date_field, (start, end), recheck, cursor)
         sizer.record(deleted, time.monotonic() - started)
         if deleted:
             yield deleted
@@ -273,28 +274,12 @@ def batch_end(rows: models.QuerySet[Any], date_field: str, size: int) -> models.
     return end
 
 
-def delete_dated(rows: models.QuerySet[Any], date_field: str, start: Any, end: Any, cursor: Any) -> int:
-    """DELETE the ``rows`` dated from ``start`` up to ``end`` (excluded; ``None``: open); return the count.
-
-    The dates come first in the WHERE clause, the selection's own condition
-    (the re-check) after them: SQLite bounds its index scan by the first
-    upper bound it meets, and the selection's cutoff would make every batch
-    scan all the expired rows left.
-    """
-    dates = {f"{date_field}__{op}": date for op, date in (("gte", start), ("lt", end)) if date is not None}
-    span = rows.model._base_manager.db_manager(rows.db).filter(**dates)
-    conditions = [where_sql(span), where_sql(rows)]
-    sql = " AND ".join(f"({condition})" for condition, _ in conditions if condition) or "1 = 1"
-    qn = connections[rows.db].ops.quote_name
-    cursor.execute(
-        f"DELETE FROM {qn(rows.model._meta.db_table)} WHERE {sql}",
-        [param for _, params in conditions for param in params],
-    )
-    return int(cursor.rowcount)
+#: A compiled WHERE condition and its parameters; ``""`` when there is none.
+Condition = tuple[str, list[Any]]
 
 
-def where_sql(rows: models.QuerySet[Any]) -> tuple[str, list[Any]]:
-    """The WHERE condition of ``rows`` (a filter on one table), compiled for its alias; ``""`` for none."""
+def where_sql(rows: models.QuerySet[Any]) -> Condition:
+    """The WHERE condition of ``rows`` (a filter on one table), compiled for its alias."""
     try:
         sql, params = rows.query.get_compiler(using=rows.db).compile(rows.query.where)
     except FullResultSet:
@@ -302,7 +287,34 @@ def where_sql(rows: models.QuerySet[Any]) -> tuple[str, list[Any]]:
     return sql, list(params)
 
 
-def delete_tied(rows: models.QuerySet[Any], date_field: str, size: int, cursor: Any) -> int:
+def delete_dated(
+    rows: models.QuerySet[Any],
+    date_field: str,
+    span: tuple[Any, Any],
+    recheck: Condition,
+    cursor: Any,
+) -> int:
+    """DELETE the ``rows`` dated from ``span[0]`` up to ``span[1]`` (excluded; ``None``: open); the count.
+
+    ``recheck`` is the selection's own condition, compiled once per cleanup.
+    """
+    connection = connections[rows.db]
+    field = rows.model._meta.get_field(date_field)
+    bounds = [field.get_db_prep_value(date, connection) if date is not None else None for date in span]
+    sql = engines.delete_range_sql(
+        connection, rows.model._meta.db_table, field.column, [date is not None for date in bounds], recheck[0]
+    )
+    cursor.execute(sql, [*(date for date in bounds if date is not None), *recheck[1]])
+    return int(cursor.rowcount)
+
+
+def delete_tied(
+    rows: models.QuerySet[Any],
+    date_field: str,
+    size: int,
+    recheck: Condition,
+    cursor: Any,
+) -> int:
     """Delete ``size`` of the oldest ``rows`` by key, for a date shared by more rows than a batch holds.
 
     The keys are selected and deleted in one statement, re-checked against
@@ -312,9 +324,8 @@ def delete_tied(rows: models.QuerySet[Any], date_field: str, size: int, cursor: 
     pk = model._meta.pk
     keys = rows.order_by(date_field).values_list(pk.attname, flat=True)[:size]
     keys_sql, keys_params = keys.query.sql_with_params()
-    where, where_params = where_sql(rows)
-    sql = engines.delete_keys_sql(connections[rows.db], model._meta.db_table, pk.column, keys_sql, where)
-    cursor.execute(sql, [*keys_params, *where_params])
+    sql = engines.delete_keys_sql(connections[rows.db], model._meta.db_table, pk.column, keys_sql, recheck[0])
+    cursor.execute(sql, [*keys_params, *recheck[1]])
     return int(cursor.rowcount)
 
 

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -622,15 +623,10 @@ def test_batches_take_exactly_the_selection_oldest_first_whatever_dates_rows_sha
 ) -> None:
     """Rows share dates at random, in runs shorter and longer than a batch; rows of hour 4 on stay."""
     TaskResult.objects.all().delete()
-    start = now() - timedelta(days=10)
-    dated = {f"t{n}": start + timedelta(hours=hour) for n, hour in enumerate(hours)}
-    TaskResult.objects.bulk_create(TaskResult(task_id=task_id, status=states.SUCCESS) for task_id in dated)
-    for hour in set(hours):
-        moment = start + timedelta(hours=hour)
-        TaskResult.objects.filter(task_id__in=[t for t, d in dated.items() if d == moment]).update(
-            date_done=moment
-        )
-    selected = TaskResult.objects.filter(date_done__lt=start + timedelta(hours=4))
+    for hour, count in Counter(hours).items():
+        add_tasks(f"h{hour}", count, timedelta(days=10, hours=-hour), chunk=count)
+    dated = dict(TaskResult.objects.values_list("task_id", "date_done"))
+    selected = TaskResult.objects.filter(date_done__lt=now() - timedelta(days=10, hours=-3.5))
     expected = set(selected.values_list("task_id", flat=True))
     gone: set[str] = set()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .batches import (
     batch_settings_sql,
     delete_keys_sql,
+    delete_range_sql,
     index_keeps_deleted_rows,
 )
 from .chords import (
@@ -74,6 +75,7 @@ __all__ = [
     "count_chord_part",
     "default_id_column_sql",
     "delete_keys_sql",
+    "delete_range_sql",
     "error_chain",
     "exact_collation",
     "exact_id_column_sql",

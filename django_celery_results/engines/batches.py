@@ -1,4 +1,4 @@
-"""Cleanup batches: their transaction's settings, where their index scan starts, a DELETE of keys."""
+"""Cleanup batches: their transaction's settings, where their index scan starts, their two DELETEs."""
 
 from __future__ import annotations
 
@@ -47,3 +47,24 @@ def delete_keys_sql(
     qn = connection.ops.quote_name
     keys = f"SELECT batch.{qn(pk)} FROM ({keys_sql}) AS batch"
     return f"DELETE FROM {qn(table)} WHERE {qn(pk)} IN ({keys}) AND ({recheck_sql or '1 = 1'})"
+
+
+def delete_range_sql(
+    connection: BaseDatabaseWrapper,
+    table: str,
+    column: str,
+    bounded: list[bool],
+    recheck_sql: str,
+) -> str:
+    """One DELETE of the rows dated from a lower bound up to an upper one (excluded), re-checked.
+
+    ``bounded`` says which of the two bounds are given (a ``%s`` each, in
+    that order); ``recheck_sql`` is the selection's condition. The dates come
+    first in the WHERE clause and the re-check after them: SQLite bounds its
+    index scan by the first upper bound it meets, and the selection's own
+    cutoff would make every batch scan all the expired rows left.
+    """
+    qn = connection.ops.quote_name
+    dates = [f"{qn(column)} {op} %s" for op, given in zip((">=", "<"), bounded, strict=True) if given]
+    conditions = [*dates, *([f"({recheck_sql})"] if recheck_sql else [])]
+    return f"DELETE FROM {qn(table)} WHERE {' AND '.join(conditions) or '1 = 1'}"
