@@ -119,6 +119,18 @@ def main(argv: list[str]) -> int:
         figures: Any = children.cleanup("ours")
     else:
         figures = measure(engine, json.loads(rest[0]))
+    # An editable install of ours can still serve a module 2.6.0 lacks: then the figures mix both.
+    loaded = {name: getattr(module, "__file__", None) for name, module in sys.modules.items()}
+    strays = sorted(
+        name
+        for name, file in loaded.items()
+        if name.startswith("django_celery_results.")
+        and file
+        and not Path(file).resolve().is_relative_to(expected)
+    )
+    if strays:
+        print(f"modules imported from outside {expected}: {', '.join(strays)}", file=sys.stderr)
+        return 3
     Path(answer).write_text(json.dumps(figures))
     return 0
 
