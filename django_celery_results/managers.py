@@ -215,7 +215,9 @@ class BatchSizer:
 
     #: Seconds one batch should take when sized adaptively.
     target = 0.05
-    first, smallest, largest = 5_000, 500, 200_000
+    #: ``first`` is sized before any rate is known: 2,000 rows stay near ``target``
+    #: on the slowest engine and disk measured (MariaDB, ~37,000 rows/s).
+    first, smallest, largest = 2_000, 500, 200_000
 
     def __init__(self, fixed: int | None = None) -> None:
         self.fixed = fixed
