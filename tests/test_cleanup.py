@@ -613,6 +613,28 @@ def test_batches_go_oldest_first() -> None:
 
 
 @db
+@pytest.mark.engine("postgresql")
+def test_each_batch_alone_reads_by_index_and_commits_without_waiting_for_the_flush() -> None:
+    """PostgreSQL: the batch's own settings hold inside each batch, and the session's come back after."""
+    add_tasks("old", 5, OLD)
+
+    def settings_now() -> tuple[str, str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_sort'), current_setting('synchronous_commit')")
+            sort, commit = cursor.fetchone()
+        return sort, commit
+
+    session = settings_now()
+    inside: list[tuple[str, str]] = []
+
+    with connection.execute_wrapper(on_delete(lambda n: inside.append(settings_now()))):
+        run("--older-than=1d", "--batch-size=2")
+
+    assert inside == [("off", "off")] * 3  # batches of 2, 2 and 1
+    assert settings_now() == session != ("off", "off")
+
+
+@db
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     hours=st.lists(st.integers(min_value=0, max_value=7), max_size=40),
