@@ -617,7 +617,7 @@ def cleanup(bench: Bench) -> list[Figure]:
 
     sizes = bench.sizes.cleanup_sizes or (bench.sizes.cleanup_rows,)
     n = sizes[0]
-    # The statements of a small cleanup (one batch: the first is 5,000 rows).
+    # The statements of a small cleanup (two batches: the first deletes BatchSizer.first rows).
     _empty_tasks()
     insert_rows(2500, 10)
     with CaptureQueriesContext(connection) as queries:
