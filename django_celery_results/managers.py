@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +34,9 @@ from .values import check_id, storable
 if TYPE_CHECKING:
     # Named in annotations, and in string form by the generic manager bases below.
     from .models import ChordCounter, ChordPart, GroupResult, TaskResult
+
+#: Part rows a chord's start writes ahead per INSERT (a header of 20,000 takes 20).
+PARTS_AHEAD_PER_STATEMENT = 1000
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=models.Model)
@@ -558,11 +561,13 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         counters: models.QuerySet[ChordCounter] = self.model._base_manager.using(self.write_alias())
         return counters
 
-    def start(self, group_id: str, sub_tasks: str, count: int) -> None:
+    def start(self, group_id: str, sub_tasks: str, count: int, part_ids: Sequence[str] = ()) -> None:
         """Create the counter of a chord, or reset it when the group id is applied again.
 
         Resetting also removes the part rows counted under that group id, in
-        the same transaction. Celery sends the header tasks right after this;
+        the same transaction. Where the engine counts a part by flipping its
+        row (:func:`engines.prepares_chord_parts`), the rows of ``part_ids``
+        are written then, not counted. Celery sends the header tasks right after this;
         when the caller is in a transaction (a view under ``ATOMIC_REQUESTS``,
         say), the counter is written and committed on a connection of its own,
         so the header tasks find it however long the caller's transaction lasts.
@@ -578,18 +583,34 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         }
         updated = ["sub_tasks", "count", "counted_parts", "date_created"]
 
+        ahead = []
+        if engines.prepares_chord_parts(connections[alias]):
+            ahead = self._parts_ahead(group_id, part_ids)
+
         def write() -> None:
             with transaction.atomic(using=alias):
                 self.parts(alias).filter(group_id=group_id).delete()
                 engines.upsert_row(self.model, alias, row, "group_id", updated)
+                for first in range(0, len(ahead), PARTS_AHEAD_PER_STATEMENT):
+                    self.parts(alias).bulk_create(ahead[first : first + PARTS_AHEAD_PER_STATEMENT])
 
         outside_transaction(alias, write)
+
+    @staticmethod
+    def _parts_ahead(group_id: str, part_ids: Sequence[str]) -> list[ChordPart]:
+        """A row not counted yet for each distinct id a part row can hold."""
+        from .models import ChordPart
+
+        limit = app_settings.task_id_max_length
+        ids = dict.fromkeys(part_id for part_id in part_ids if 0 < len(part_id) <= limit)
+        return [ChordPart(group_id=group_id, task_id=part_id, counted=False) for part_id in ids]
 
     def parts(self, alias: str | None = None) -> models.QuerySet[ChordPart]:
         """The counted part rows (:class:`~django_celery_results.models.ChordPart`), on the counters' alias.
 
         Part rows always live beside their counter: counting a part writes
-        both in one statement or transaction.
+        both in one statement or transaction. Rows written ahead and not
+        counted yet are among them (``counted`` false).
         """
         from .models import ChordPart
 
@@ -612,7 +633,7 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
         counters = self.for_write().filter(group_id=group_id)
         counted = (
             self.parts(alias)
-            .filter(group_id=group_id)
+            .filter(group_id=group_id, counted=True)
             .order_by()
             .annotate(
                 n=Func(models.F("id"), function="COUNT", output_field=models.IntegerField()),

@@ -247,10 +247,13 @@ class ChordCounter(models.Model):
 
 
 class ChordPart(models.Model):
-    """One counted part of a chord header: one row per part, so counting a part costs the same at any size.
+    """One part of a chord header: one row per part, so counting a part costs the same at any size.
 
     The unique key on (group, task) makes a redelivered part count once; the
     rows live beside their :class:`ChordCounter` (same alias) and go with it.
+    ``counted`` is false only for a part written ahead, when the chord starts,
+    on engines that count a part in one statement by flipping it
+    (:func:`~django_celery_results.engines.prepares_chord_parts`).
     """
 
     id = models.BigAutoField(primary_key=True, verbose_name="ID")
@@ -265,6 +268,7 @@ class ChordPart(models.Model):
         max_length=ID_MAX_LENGTH,
         help_text=_("Celery ID of the task"),
     )
+    counted = models.BooleanField(default=True, editable=False)
 
     class Meta:
         constraints = [

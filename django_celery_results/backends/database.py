@@ -498,7 +498,8 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
             header = self.app.GroupResult(*header_result_args)
         parts = [r.as_tuple() for r in header]
         size = body.get("chord_size") or len(parts)
-        self.ChordCounterModel._default_manager.start(header.id, json.dumps(parts), size)
+        counters = self.ChordCounterModel._default_manager
+        counters.start(header.id, json.dumps(parts), size, plain_task_ids(parts) or ())
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
         """Celery tells the real number of parts (nested groups count their leaves)."""

@@ -16,6 +16,7 @@ from .batches import (
 from .chords import (
     PartCount,
     count_chord_part,
+    prepares_chord_parts,
 )
 from .errors import (
     error_chain,
@@ -90,6 +91,7 @@ __all__ = [
     "max_key_bytes",
     "may_replace",
     "prepared",
+    "prepares_chord_parts",
     "quoter",
     "read_committed_hint",
     "relation_size",
