@@ -343,7 +343,7 @@ def _counter_state(group_id: str) -> tuple[int, int]:
     from django_celery_results.models import ChordCounter
 
     counter = ChordCounter.objects.get(group_id=group_id)
-    return counter.count, ChordCounter.objects.parts().filter(group_id=group_id).count()
+    return counter.count, ChordCounter.objects.parts().filter(group_id=group_id, counted=True).count()
 
 
 class PublishCounter:
