@@ -30,7 +30,7 @@ counters = ChordCounter.objects
 
 
 class ChordMachine(RuleBasedStateMachine):
-    """The model: the count left, the ids counted since the last start, and who was told LAST."""
+    """The model: the count left, the ids counted since the last start, and LASTs since it last waited."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,6 +54,8 @@ class ChordMachine(RuleBasedStateMachine):
     def resize(self, size: int) -> None:
         counters.resize(self.group_id, size)
         self.count = max(size - len(self.counted), 0)
+        if self.count:
+            self.lasts = 0  # a completed chord sized up waits again: its last part is told again
 
     @precondition(lambda self: self.started)
     @rule(part=st.sampled_from(IDS))
