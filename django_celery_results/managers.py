@@ -591,8 +591,7 @@ class ChordCounterManager(AliasedManager["ChordCounter"]):
             with transaction.atomic(using=alias):
                 self.parts(alias).filter(group_id=group_id).delete()
                 engines.upsert_row(self.model, alias, row, "group_id", updated)
-                for first in range(0, len(ahead), PARTS_AHEAD_PER_STATEMENT):
-                    self.parts(alias).bulk_create(ahead[first : first + PARTS_AHEAD_PER_STATEMENT])
+                self.parts(alias).bulk_create(ahead, batch_size=PARTS_AHEAD_PER_STATEMENT)
 
         outside_transaction(alias, write)
 
