@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from celery import states
@@ -86,12 +86,14 @@ def request(task_id: str, i: int, **extra: Any) -> Context:
 
 
 # -- hand-written statements ---------------------------------------------------
+# Each text is built once per shape (cached), as ours are: the floor pays for no string building.
 
 
 def _quote(vendor: str, name: str) -> str:
     return f"`{name}`" if vendor == "mysql" else f'"{name}"'
 
 
+@cache
 def upsert_task_sql(vendor: str) -> str:
     """``INSERT ... ON CONFLICT DO UPDATE`` (``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB)."""
     q = partial(_quote, vendor)
@@ -106,6 +108,7 @@ def upsert_task_sql(vendor: str) -> str:
     )
 
 
+@cache
 def select_meta_sql(vendor: str, ids: int = 1) -> str:
     """The row of one task (``ids=1``), or the ready rows among ``ids`` task ids."""
     q = partial(_quote, vendor)
@@ -119,12 +122,14 @@ def select_meta_sql(vendor: str, ids: int = 1) -> str:
     )
 
 
+@cache
 def decrement_sql(vendor: str) -> str:
     """One chord part: the counter goes down by one."""
     q = partial(_quote, vendor)
     return f"UPDATE {q(CHORD_TABLE)} SET {q('count')} = {q('count')} - 1 WHERE {q('group_id')} = %s"
 
 
+@cache
 def delete_expired_sql(vendor: str) -> str:
     """Every expired task result in one statement (unbatched: the fastest, not the kindest)."""
     q = partial(_quote, vendor)

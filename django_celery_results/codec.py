@@ -14,7 +14,6 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any, overload
 
 from celery import states
@@ -309,29 +308,30 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
     kwargs = codec.decode_lenient(ctype, cenc, row.get("task_kwargs"))
     status = row["status"]
     task_name = unescape_text(row.get("task_name"))
-    date_done: datetime | None = row.get("date_done") if status in states.READY_STATES else None
-    meta = {k: v for k, v in stored_meta.items() if k not in PROTOCOL_KEYS or k in LINEAGE_KEYS}
-    meta.update(
-        task_id=row["task_id"],
-        status=status,
-        result=codec.decode(ctype, cenc, row.get("result")),
-        traceback=unescape_text(row.get("traceback")),
-        children=stored_meta.get("children"),
-        date_done=date_done,
-        name=task_name,
-        args=args,
-        kwargs=kwargs,
-        worker=unescape_text(row.get("worker")),
-        periodic_task_name=unescape_text(row.get("periodic_task_name")),
-        retries=row.get("retries"),
-        queue=unescape_text(row.get("queue")),
-        date_started=row.get("date_started"),
+    meta = {
+        "task_id": row["task_id"],
+        "status": status,
+        "result": codec.decode(ctype, cenc, row.get("result")),
+        "traceback": unescape_text(row.get("traceback")),
+        "children": stored_meta.get("children"),
+        "date_done": row.get("date_done") if status in states.READY_STATES else None,
+        "name": task_name,
+        "args": args,
+        "kwargs": kwargs,
+        "worker": unescape_text(row.get("worker")),
+        "periodic_task_name": unescape_text(row.get("periodic_task_name")),
+        "retries": row.get("retries"),
+        "queue": unescape_text(row.get("queue")),
+        "date_started": row.get("date_started"),
         # The names upstream returned as well; kept for code that reads them.
-        task_name=task_name,
-        task_args=args,
-        task_kwargs=kwargs,
-    )
-    return meta
+        "task_name": task_name,
+        "task_args": args,
+        "task_kwargs": kwargs,
+    }
+    if stored_meta.keys() <= {"children"}:  # no user meta or lineage: most rows
+        return meta
+    kept = {k: v for k, v in stored_meta.items() if k not in PROTOCOL_KEYS or k in LINEAGE_KEYS}
+    return {**kept, **meta}
 
 
 def ready_meta(codec: Codec, record: Sequence[Any]) -> dict[str, Any]:

@@ -68,8 +68,12 @@ class CompiledRead:
         for record in fetched:
             converted = list(record)
             for position, chain, column in self.converters:
+                value = converted[position]
+                if value is None:  # NULL stays None through every converter of these columns
+                    continue
                 for convert in chain:
-                    converted[position] = convert(converted[position], column, connection)
+                    value = convert(value, column, connection)
+                converted[position] = value
             records.append(tuple(converted))
         return records
 
