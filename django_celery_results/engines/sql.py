@@ -52,9 +52,10 @@ def may_replace(stored: str, new: str) -> bool:
     return stored != states.SUCCESS and state_rank(stored) <= state_rank(new)
 
 
-def _rank_sql(column: str) -> str:
-    cases = " ".join(f"WHEN '{s}' THEN {r}" for s, r in STATE_RANK.items())
-    return f"(CASE {column} {cases} ELSE 0 END)"
+def _outranking(rank: int) -> str:
+    """The stored states a write of ``rank`` may not replace (SUCCESS, and those above it), as an SQL list."""
+    kept = sorted(s for s, r in STATE_RANK.items() if r > min(rank, STATE_RANK[states.FAILURE]))
+    return ", ".join(f"'{s}'" for s in kept)
 
 
 def upsert_task_sql(
@@ -62,6 +63,7 @@ def upsert_task_sql(
     table: str,
     columns: Sequence[str],
     new_status: str,
+    unknown: Sequence[str] = (),
 ) -> str:
     """One INSERT that creates the row or updates it under the precedence rule.
 
@@ -69,11 +71,17 @@ def upsert_task_sql(
     PostgreSQL and SQLite share ``ON CONFLICT ... DO UPDATE ... WHERE``; MySQL
     and MariaDB have no conflict WHERE, so each assignment is guarded with
     ``IF()``, and ``status`` is assigned last because MySQL evaluates the
-    assignments left to right against the already-updated row. The text
-    depends only on its arguments, so it is built once per combination.
+    assignments left to right against the already-updated row. ``unknown``
+    names the columns of :data:`KEEP_IF_NULL_COLUMNS` this write holds as
+    ``NULL``: they are not assigned, so the stored value stays. The text
+    depends only on its arguments, so it is built once per combination; it
+    is as short as the rule allows, since the server parses every expression
+    of it on every call, even when the row is new.
     """
     ready = new_status in states.READY_STATES
-    return _upsert_task_sql(connection.vendor, table, tuple(columns), state_rank(new_status), ready)
+    return _upsert_task_sql(
+        connection.vendor, table, tuple(columns), state_rank(new_status), ready, frozenset(unknown)
+    )
 
 
 def quoter(vendor: str) -> Callable[[str], str]:
@@ -87,38 +95,23 @@ def quoter(vendor: str) -> Callable[[str], str]:
 
 
 @lru_cache(maxsize=256)
-def _upsert_task_sql(vendor: str, table: str, columns: tuple[str, ...], rank: int, ready: bool) -> str:
+def _upsert_task_sql(
+    vendor: str, table: str, columns: tuple[str, ...], rank: int, ready: bool, unknown: frozenset[str]
+) -> str:
     qn = quoter(vendor)
     cols = ", ".join(qn(c) for c in columns)
     marks = ", ".join(["%s"] * len(columns))
-    updatable = [c for c in columns if c in STATE_COLUMNS or c in KEEP_IF_NULL_COLUMNS]
+    updated = [c for c in columns if c in STATE_COLUMNS or (c in KEEP_IF_NULL_COLUMNS and c not in unknown)]
+    head = f"INSERT INTO {qn(table)} ({cols}) VALUES ({marks})"
     if vendor == "mysql":
-        # FIELD() is the stored state's rank (0 when not listed); SUCCESS (3)
-        # is final, so the stored rank must not exceed min(new rank, 2).
-        listed = ", ".join(f"'{s}'" for s in sorted(STATE_RANK, key=STATE_RANK.__getitem__))
-        guard = f"FIELD({qn('status')}, {listed}) <= {min(rank, STATE_RANK[states.FAILURE])}"
-
-        def new(c: str) -> str:
-            value = f"VALUES({qn(c)})"
-            return f"COALESCE({value}, {qn(c)})" if c in KEEP_IF_NULL_COLUMNS else value
-
-        sets = [f"{qn(c)} = IF({guard}, {new(c)}, {qn(c)})" for c in [*updatable, "status"]]
-        return f"INSERT INTO {qn(table)} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE " + (
-            ", ".join(sets)
-        )
+        guard = f"{qn('status')} NOT IN ({_outranking(rank)})"
+        sets = [f"{qn(c)} = IF({guard}, VALUES({qn(c)}), {qn(c)})" for c in [*updated, "status"]]
+        return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
     # PostgreSQL and SQLite (>= 3.24).
-    current = qn(table)
-
-    def new_value(c: str) -> str:
-        value = f"EXCLUDED.{qn(c)}"
-        return f"COALESCE({value}, {current}.{qn(c)})" if c in KEEP_IF_NULL_COLUMNS else value
-
-    sets = [f"{qn(c)} = {new_value(c)}" for c in [*updatable, "status"]]
-    status_col = f"{current}.{qn('status')}"
+    sets = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in [*updated, "status"])
     upsert = (
-        f"INSERT INTO {current} ({cols}) VALUES ({marks}) "
-        f"ON CONFLICT ({qn('task_id')}) DO UPDATE SET {', '.join(sets)} "
-        f"WHERE {status_col} <> '{states.SUCCESS}' AND {_rank_sql(status_col)} <= {rank}"
+        f"{head} ON CONFLICT ({qn('task_id')}) DO UPDATE SET {sets} "
+        f"WHERE {qn(table)}.{qn('status')} NOT IN ({_outranking(rank)})"
     )
     if vendor == "postgresql" and ready:
         # Wake waiting get() calls (django_celery_results.notify) in the same round trip; the

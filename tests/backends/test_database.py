@@ -134,6 +134,18 @@ def test_progress_update_does_not_blank_what_started_stored(backend: DatabaseBac
     assert (row.status, row.task_name, row.worker) == ("PROGRESS", "proj.tasks.add", "celery@worker1")
 
 
+def test_a_write_knowing_less_keeps_what_it_does_not_know_and_replaces_what_it_does(
+    backend: DatabaseBackend,
+) -> None:
+    backend.store_result("k1", None, states.STARTED, request=task_request("k1"))
+    # As the worker's main process has it for a time limit: no worker name, no queue, one retry.
+    later = task_request("k1", hostname=None, delivery_info=None, retries=1, task="proj.tasks.other")
+    backend.store_result("k1", 5, states.SUCCESS, request=later)
+    row = TaskResult.objects.get(task_id="k1")
+    assert (row.status, row.worker, row.queue) == (states.SUCCESS, "celery@worker1", "celery")
+    assert (row.retries, row.task_name, row.date_started is not None) == (1, "proj.tasks.other", True)
+
+
 def test_a_write_is_one_statement(backend: DatabaseBackend) -> None:
     with CaptureQueriesContext(connection) as queries:
         backend.store_result("one", 1, states.STARTED, request=task_request("one"))
