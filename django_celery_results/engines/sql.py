@@ -105,12 +105,12 @@ def _upsert_task_sql(
     head = f"INSERT INTO {qn(table)} ({cols}) VALUES ({marks})"
     if vendor == "mysql":
         guard = f"{qn('status')} NOT IN ({_outranking(rank)})"
-        sets = [f"{qn(c)} = IF({guard}, VALUES({qn(c)}), {qn(c)})" for c in [*updated, "status"]]
-        return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+        guarded = [f"{qn(c)} = IF({guard}, VALUES({qn(c)}), {qn(c)})" for c in [*updated, "status"]]
+        return f"{head} ON DUPLICATE KEY UPDATE {', '.join(guarded)}"
     # PostgreSQL and SQLite (>= 3.24).
-    sets = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in [*updated, "status"])
+    sets = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in [*updated, "status"]]
     upsert = (
-        f"{head} ON CONFLICT ({qn('task_id')}) DO UPDATE SET {sets} "
+        f"{head} ON CONFLICT ({qn('task_id')}) DO UPDATE SET {', '.join(sets)} "
         f"WHERE {qn(table)}.{qn('status')} NOT IN ({_outranking(rank)})"
     )
     if vendor == "postgresql" and ready:
