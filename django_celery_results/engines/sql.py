@@ -53,7 +53,7 @@ def may_replace(stored: str, new: str) -> bool:
 
 
 def _outranking(rank: int) -> str:
-    """The stored states a write of ``rank`` may not replace (SUCCESS, and those above it), as an SQL list."""
+    """The stored states a write of ``rank`` may not replace, as SQL: SUCCESS and any that outranks it."""
     kept = sorted(s for s, r in STATE_RANK.items() if r > min(rank, STATE_RANK[states.FAILURE]))
     return ", ".join(f"'{s}'" for s in kept)
 
