@@ -64,7 +64,10 @@ def select_and_run(page: Any, row_text: str, action: str) -> str:
     page.locator("#result_list tbody tr", has_text=row_text).locator("input.action-select").check()
     page.select_option("select[name=action]", action)
     page.click("button[name=index]")
-    return str(page.locator("ul.messagelist").inner_text())
+    # The action's page, once its messages are shown (read too early, the list was empty once in CI).
+    shown = page.locator("ul.messagelist")
+    expect(shown).to_have_text(re.compile(r"\S"))
+    return str(shown.inner_text())
 
 
 @pytest.fixture
