@@ -29,6 +29,9 @@ JSON = "application/json"
 #: The ``meta`` texts almost every row holds (no user metadata), decoded without parsing.
 _PLAIN_JSON_META: dict[str, Any] = {'{"children": []}': list, '{"children": null}': lambda: None}
 
+#: The keys of a stored meta without user metadata or lineage, as most rows hold.
+_CHILDREN_ONLY = frozenset({"children"})
+
 #: Keys of the meta Celery reads back. User data from ``request.meta`` is
 #: stored beside them but can never replace them.
 PROTOCOL_KEYS = frozenset(
@@ -328,7 +331,7 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
         "task_args": args,
         "task_kwargs": kwargs,
     }
-    if stored_meta.keys() <= {"children"}:  # no user meta or lineage: most rows
+    if stored_meta.keys() <= _CHILDREN_ONLY:  # no user meta or lineage: most rows
         return meta
     kept = {k: v for k, v in stored_meta.items() if k not in PROTOCOL_KEYS or k in LINEAGE_KEYS}
     return {**kept, **meta}

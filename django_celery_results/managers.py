@@ -464,7 +464,7 @@ class TaskResultManager(ResultManager["TaskResult"]):
             self.model._meta.db_table,
             list(row),
             str(values["status"]),
-            [name for name in engines.KEEP_IF_NULL_COLUMNS if row.get(name) is None],
+            [name for name in engines.KEEP_IF_NULL_COLUMNS if name in row and row[name] is None],
         )
         engines.write_row(self.model, alias, sql, row)
 

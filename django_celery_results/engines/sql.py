@@ -52,10 +52,12 @@ def may_replace(stored: str, new: str) -> bool:
     return stored != states.SUCCESS and state_rank(stored) <= state_rank(new)
 
 
-def _outranking(rank: int) -> str:
-    """The stored states a write of ``rank`` may not replace, as SQL: SUCCESS and any that outranks it."""
-    kept = sorted(s for s, r in STATE_RANK.items() if r > min(rank, STATE_RANK[states.FAILURE]))
-    return ", ".join(f"'{s}'" for s in kept)
+def _outranking(new_status: str) -> str:
+    """The stored states a write of ``new_status`` may not replace, as SQL, from :func:`may_replace`.
+
+    Only ranked states can be kept: any other stored state gives way to every write.
+    """
+    return ", ".join(f"'{s}'" for s in sorted(STATE_RANK) if not may_replace(s, new_status))
 
 
 def upsert_task_sql(
@@ -78,10 +80,7 @@ def upsert_task_sql(
     is as short as the rule allows, since the server parses every expression
     of it on every call, even when the row is new.
     """
-    ready = new_status in states.READY_STATES
-    return _upsert_task_sql(
-        connection.vendor, table, tuple(columns), state_rank(new_status), ready, frozenset(unknown)
-    )
+    return _upsert_task_sql(connection.vendor, table, tuple(columns), new_status, frozenset(unknown))
 
 
 def quoter(vendor: str) -> Callable[[str], str]:
@@ -96,7 +95,7 @@ def quoter(vendor: str) -> Callable[[str], str]:
 
 @lru_cache(maxsize=256)
 def _upsert_task_sql(
-    vendor: str, table: str, columns: tuple[str, ...], rank: int, ready: bool, unknown: frozenset[str]
+    vendor: str, table: str, columns: tuple[str, ...], new_status: str, unknown: frozenset[str]
 ) -> str:
     qn = quoter(vendor)
     cols = ", ".join(qn(c) for c in columns)
@@ -104,16 +103,16 @@ def _upsert_task_sql(
     updated = [c for c in columns if c in STATE_COLUMNS or (c in KEEP_IF_NULL_COLUMNS and c not in unknown)]
     head = f"INSERT INTO {qn(table)} ({cols}) VALUES ({marks})"
     if vendor == "mysql":
-        guard = f"{qn('status')} NOT IN ({_outranking(rank)})"
+        guard = f"{qn('status')} NOT IN ({_outranking(new_status)})"
         guarded = [f"{qn(c)} = IF({guard}, VALUES({qn(c)}), {qn(c)})" for c in [*updated, "status"]]
         return f"{head} ON DUPLICATE KEY UPDATE {', '.join(guarded)}"
     # PostgreSQL and SQLite (>= 3.24).
     sets = [f"{qn(c)} = EXCLUDED.{qn(c)}" for c in [*updated, "status"]]
     upsert = (
         f"{head} ON CONFLICT ({qn('task_id')}) DO UPDATE SET {', '.join(sets)} "
-        f"WHERE {qn(table)}.{qn('status')} NOT IN ({_outranking(rank)})"
+        f"WHERE {qn(table)}.{qn('status')} NOT IN ({_outranking(new_status)})"
     )
-    if vendor == "postgresql" and ready:
+    if vendor == "postgresql" and new_status in states.READY_STATES:
         # Wake waiting get() calls (django_celery_results.notify) in the same round trip; the
         # notification is sent only if the write applied, and only on commit.
         return (
