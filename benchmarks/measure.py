@@ -43,27 +43,31 @@ def paired(
     """Time ``ours(i)`` and ``floor(i)`` for ``i`` in ``range(calls)``, alternating call by call.
 
     On a machine others load at the same time, a burst hits neighbouring
-    calls of both sides alike; medians then ignore the calls it slowed. Which
-    side goes first flips every call. Warm-up calls use indexes from
+    calls of both sides alike; medians then ignore the calls it slowed.
+    """
+    ours_times, floor_times = interleaved([ours, floor], calls, warmup)
+    return Paired(ours_times, floor_times)
+
+
+def interleaved(sides: Sequence[Callable[[int], object]], calls: int, warmup: int = 5) -> list[list[float]]:
+    """Seconds of each of ``sides`` called with ``i``, all of them in turn for each ``i`` in ``range(calls)``.
+
+    Which side goes first rotates every call. Warm-up calls use indexes from
     ``calls`` upwards.
     """
     for i in range(calls, calls + warmup):
-        ours(i)
-        floor(i)
-    ours_times: list[float] = []
-    floor_times: list[float] = []
+        for side in sides:
+            side(i)
+    times: list[list[float]] = [[] for _ in sides]
     clock = time.perf_counter
+    count = len(sides)
     for i in range(calls):
-        first, second = (ours, floor) if i % 2 == 0 else (floor, ours)
-        start = clock()
-        first(i)
-        middle = clock()
-        second(i)
-        end = clock()
-        first_time, second_time = middle - start, end - middle
-        ours_times.append(first_time if first is ours else second_time)
-        floor_times.append(second_time if first is ours else first_time)
-    return Paired(ours_times, floor_times)
+        for turn in range(count):
+            at = (i + turn) % count
+            start = clock()
+            sides[at](i)
+            times[at].append(clock() - start)
+    return times
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

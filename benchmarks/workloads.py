@@ -117,11 +117,15 @@ def floor_ids(count: int) -> list[str]:
     return ids
 
 
-def floor_counter(parts: int, extended: bool = True) -> str:
-    """A chord counter row for the floor's decrements (``extended``: our schema's extra columns)."""
+def floor_counter(parts: int, extended: bool = True, sub_tasks: str = "[]") -> str:
+    """A chord counter row for the floor's decrements (``extended``: our schema's extra columns).
+
+    ``sub_tasks``: the header it holds (none by default; a chord's own header
+    shows what its size costs every decrement of the contract's row).
+    """
     group_id: str = new_id()
     qn = connection.ops.quote_name
-    columns, values = ["group_id", "sub_tasks", "count"], [group_id, "[]", 10 * parts]
+    columns, values = ["group_id", "sub_tasks", "count"], [group_id, sub_tasks, 10 * parts]
     if extended:
         columns += ["counted_parts", "date_created"]
         values += ["|", connection.ops.adapt_datetimefield_value(datetime.now(timezone.utc))]
