@@ -49,6 +49,14 @@ def _ends(timed: Paired) -> tuple[float, float]:
     )
 
 
+def _sizes() -> dict[str, str]:
+    """The counter and part tables' sizes on disk (:func:`_size`)."""
+    return {
+        "counter_table": _size(ChordCounter._meta.db_table),
+        "part_table": _size(ChordPart._meta.db_table),
+    }
+
+
 def _size(table: str) -> str:
     """The table's size on disk with its indexes, in KiB, or ``n/a``."""
     found = engines.relation_size(connection, table)
@@ -68,6 +76,8 @@ def chord_scale(bench: Bench) -> Figure:
         decrement = floor.decrement_sql(connection.vendor)
         header = ChordCounter.objects.values_list("sub_tasks", flat=True).get(group_id=group_id)
         plain, loaded = workloads.floor_counter(n), workloads.floor_counter(n, sub_tasks=header)
+        # Before any part: the chord's counter and the floor's two (one as big as the chord's).
+        before = _sizes()
 
         def decrement_of(counter: str) -> Callable[[int], None]:
             def run(i: int) -> None:
@@ -98,10 +108,7 @@ def chord_scale(bench: Bench) -> Figure:
     drift = round(last_ratio / first_ratio, 2)
     # The floor on the contract's row: the same decrement of a counter holding this chord's header.
     schema_first, schema_last = _ends(schema)
-    sizes = {
-        "counter_table": _size(ChordCounter._meta.db_table),
-        "part_table": _size(ChordPart._meta.db_table),
-    }
+    sizes = _sizes()
     ok = callbacks == 1 and count == 0 and counted == n and drift <= DRIFT_TARGET
     return Figure(
         name="chord_scale",
@@ -115,7 +122,8 @@ def chord_scale(bench: Bench) -> Figure:
             f"ms/part ({last_ratio:.2f}x; x{drift}); against a decrement of a counter row holding "
             f"this header (the contract's row, which any implementation counting there rewrites): "
             f"{schema_first:.2f}x first, {schema_last:.2f}x last; "
-            f"counter table {sizes['counter_table']}, part table {sizes['part_table']}; "
+            f"counter table {before['counter_table']} before the parts and {sizes['counter_table']} after, "
+            f"part table {before['part_table']} and {sizes['part_table']}; "
             f"{callbacks} callback(s)"
         ),
         details={
@@ -132,5 +140,6 @@ def chord_scale(bench: Bench) -> Figure:
             "count_left": count,
             "parts_counted": counted,
             **sizes,
+            **{f"{name}_before": size for name, size in before.items()},
         },
     )

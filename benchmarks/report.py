@@ -125,7 +125,9 @@ def targets(figures: Sequence[Figure]) -> list[tuple[str, bool | None, str]]:
                 "chord: last 1,000 parts <= 1.2x the first 1,000",
                 scale.met,
                 f"x{scale.details.get('drift')} over {scale.details.get('parts'):,} parts; "
-                f"tables {scale.details.get('counter_table')} + {scale.details.get('part_table')}",
+                f"tables {scale.details.get('counter_table')} + {scale.details.get('part_table')} "
+                f"(before the parts: {scale.details.get('counter_table_before')} + "
+                f"{scale.details.get('part_table_before')})",
             )
         )
     one, four = _find(figures, "chord_1proc"), _find(figures, "chord_4proc")
