@@ -9,7 +9,9 @@ import pytest
 from celery import states
 from hypothesis import given
 from hypothesis import strategies as st
-from kombu.exceptions import ContentDisallowed
+from kombu.exceptions import ContentDisallowed, EncodeError
+from kombu.serialization import dumps, register_json, registry
+from kombu.utils import json as kombu_json
 
 from django_celery_results import codec
 from tests.support.strategies import any_text, json_values, pickle_values, safe_text
@@ -24,6 +26,44 @@ def test_json_round_trip(value: object) -> None:
     assert (content_type, encoding) == ("application/json", "utf-8")
     assert isinstance(text, str)
     assert JSON.decode(content_type, encoding, text) == value
+
+
+#: Values kombu's JSON encoder writes as typed markers (its ``default``), beside plain JSON.
+kombu_typed_values = (
+    st.datetimes(timezones=st.none() | st.timezones())
+    | st.dates()
+    | st.times()
+    | st.decimals(allow_nan=False)
+    | st.uuids()
+    | st.binary(max_size=20)
+)
+
+
+@given(json_values | kombu_typed_values | st.lists(kombu_typed_values, max_size=3))
+def test_json_is_written_exactly_as_kombu_writes_it(value: object) -> None:
+    """The reused encoder writes what kombu's ``dumps`` writes: the stored text must not depend on it."""
+    assert JSON.encode(value) == dumps(value, serializer="json")
+
+
+def test_what_json_cannot_write_raises_kombus_error() -> None:
+    with pytest.raises(EncodeError):
+        JSON.encode({"x": object()})
+    with pytest.raises(EncodeError):
+        dumps({"x": object()}, serializer="json")
+
+
+def test_another_json_encoder_registered_is_the_one_used() -> None:
+    """A site that registers its own ``json`` serializer keeps it: the codec only reuses kombu's own."""
+
+    def upper(value: object) -> str:
+        return json.dumps(value).upper()
+
+    registry.register("json", upper, kombu_json.loads, content_type=codec.JSON, content_encoding="utf-8")
+    try:
+        assert codec.Codec("json", ["json"]).encode({"a": "b"})[2] == '{"A": "B"}'
+    finally:
+        register_json()
+    assert codec.Codec("json", ["json"]).encode({"a": "b"})[2] == '{"a": "b"}'
 
 
 @given(pickle_values)
