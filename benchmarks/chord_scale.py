@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 
 from celery import states
 from django.db import connection
@@ -73,24 +72,16 @@ def chord_scale(bench: Bench) -> Figure:
         # The header's results exist (the last part's join reads them), stored before timing.
         for i, request in enumerate(requests):
             bench.backend.store_result(request.id, i, states.SUCCESS, request=request)
-        decrement = floor.decrement_sql(connection.vendor)
         header = ChordCounter.objects.values_list("sub_tasks", flat=True).get(group_id=group_id)
         plain, loaded = workloads.floor_counter(n), workloads.floor_counter(n, sub_tasks=header)
         # Before any part: the chord's counter and the floor's two (one as big as the chord's).
         before = _sizes()
 
-        def decrement_of(counter: str) -> Callable[[int], None]:
-            def run(i: int) -> None:
-                with connection.cursor() as cursor:
-                    cursor.execute(decrement, [counter])
-
-            return run
-
         ours, on_plain, on_loaded = interleaved(
             [
                 lambda i: bench.backend.on_chord_part_return(requests[i], states.SUCCESS, i),
-                decrement_of(plain),
-                decrement_of(loaded),
+                lambda i: floor.decrement(connection, plain),
+                lambda i: floor.decrement(connection, loaded),
             ],
             n - 1,
             warmup=0,

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test.utils import CaptureQueriesContext
 
-from . import children, floor
+from . import children, floor, workloads
 from .harness import run_in_process, run_in_processes
 from .measure import Paired, ms, paired, percentile
 
@@ -384,30 +384,12 @@ def chord(bench: Bench) -> list[Figure]:
         requests = [floor.request(p, i, group=group_id, chord=body) for i, p in enumerate(part_ids)]
         for i, request in enumerate(requests):
             bench.backend.store_result(request.id, i, states.SUCCESS, request=request)
-        floor_group = new_id()
-        qn = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {qn(floor.CHORD_TABLE)} ({qn('group_id')}, {qn('sub_tasks')}, {qn('count')}, "
-                f"{qn('counted_parts')}, {qn('date_created')}) VALUES (%s, %s, %s, %s, %s)",
-                [
-                    floor_group,
-                    "[]",
-                    10 * n,
-                    "|",
-                    connection.ops.adapt_datetimefield_value(datetime.now(timezone.utc)),
-                ],
-            )
-        decrement = floor.decrement_sql(connection.vendor)
+        floor_group = workloads.floor_counter(n)
 
         def ours(i: int) -> None:
             bench.backend.on_chord_part_return(requests[i], states.SUCCESS, i)
 
-        def hand(i: int) -> None:
-            with connection.cursor() as cursor:
-                cursor.execute(decrement, [floor_group])
-
-        result = paired(ours, hand, n - 1, warmup=0)
+        result = paired(ours, lambda i: floor.decrement(connection, floor_group), n - 1, warmup=0)
         start = time.perf_counter()
         ours(n - 1)
         last_ms = ms(time.perf_counter() - start)

@@ -175,6 +175,12 @@ def write(connection: BaseDatabaseWrapper, task_id: str, status: str, value: Any
         cursor.execute(upsert_task_sql(connection.vendor), row_values(connection, task_id, status, value, i))
 
 
+def decrement(connection: BaseDatabaseWrapper, group_id: str) -> None:
+    """One floor chord part: the counter of ``group_id`` goes down by one."""
+    with connection.cursor() as cursor:
+        cursor.execute(decrement_sql(connection.vendor), [group_id])
+
+
 def read(connection: BaseDatabaseWrapper, task_id: str) -> Any:
     """One floor read: select the row, decode the result."""
     with connection.cursor() as cursor:

@@ -149,15 +149,9 @@ def chord_part(app: Celery, parts: int, extended_counter: bool = True) -> tuple[
     for i, request in enumerate(requests):
         backend.store_result(request.id, i, states.SUCCESS, request=request)
     counter = floor_counter(parts, extended_counter)
-    decrement = floor.decrement_sql(connection.vendor)
-
-    def hand(i: int) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(decrement, [counter])
-
     result = paired(
         lambda i: backend.on_chord_part_return(requests[i], states.SUCCESS, i),
-        hand,
+        lambda i: floor.decrement(connection, counter),
         parts - 1,
         warmup=0,
     )
