@@ -230,6 +230,30 @@ class Codec:
             return text
 
 
+#: The columns Celery's meta is built from (:func:`task_meta`), in the order it reads them.
+META_COLUMNS = (
+    "task_id",
+    "status",
+    "content_type",
+    "content_encoding",
+    "result",
+    "traceback",
+    "meta",
+    "date_done",
+    "date_started",
+    "task_name",
+    "task_args",
+    "task_kwargs",
+    "worker",
+    "periodic_task_name",
+    "retries",
+    "queue",
+)
+
+#: What a join needs of a finished task (:func:`ready_meta`): nothing that only describes it.
+READY_COLUMNS = ("task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta")
+
+
 #: The largest ``retries`` the column holds (a 32-bit positive integer on every engine).
 MAX_RETRIES_STORED = 2**31 - 1
 
@@ -327,32 +351,49 @@ def task_values(
     return values
 
 
-def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
+def task_meta(codec: Codec, record: Sequence[Any]) -> dict[str, Any]:
     """Celery's meta dict for a stored row (exceptions are still in their stored form).
 
-    Protocol keys always come from the columns; user meta only adds keys.
+    ``record`` holds the :data:`META_COLUMNS`, in order. Protocol keys always
+    come from the columns; user meta only adds keys.
     """
-    ctype, cenc = row["content_type"], row["content_encoding"]
-    stored_meta = codec.decode_meta(ctype, cenc, row.get("meta"))
-    args = codec.decode_lenient(ctype, cenc, row.get("task_args"))
-    kwargs = codec.decode_lenient(ctype, cenc, row.get("task_kwargs"))
-    status = row["status"]
-    task_name = unescape_text(row.get("task_name"))
+    (
+        task_id,
+        status,
+        ctype,
+        cenc,
+        result,
+        traceback,
+        stored,
+        date_done,
+        date_started,
+        task_name,
+        task_args,
+        task_kwargs,
+        worker,
+        periodic_task_name,
+        retries,
+        queue,
+    ) = record
+    stored_meta = codec.decode_meta(ctype, cenc, stored)
+    args = codec.decode_lenient(ctype, cenc, task_args)
+    kwargs = codec.decode_lenient(ctype, cenc, task_kwargs)
+    task_name = unescape_text(task_name)
     meta = {
-        "task_id": row["task_id"],
+        "task_id": task_id,
         "status": status,
-        "result": codec.decode(ctype, cenc, row.get("result")),
-        "traceback": unescape_text(row.get("traceback")),
+        "result": codec.decode(ctype, cenc, result),
+        "traceback": unescape_text(traceback),
         "children": stored_meta.get("children"),
-        "date_done": row.get("date_done") if status in states.READY_STATES else None,
+        "date_done": date_done if status in states.READY_STATES else None,
         "name": task_name,
         "args": args,
         "kwargs": kwargs,
-        "worker": unescape_text(row.get("worker")),
-        "periodic_task_name": unescape_text(row.get("periodic_task_name")),
-        "retries": row.get("retries"),
-        "queue": unescape_text(row.get("queue")),
-        "date_started": row.get("date_started"),
+        "worker": unescape_text(worker),
+        "periodic_task_name": unescape_text(periodic_task_name),
+        "retries": retries,
+        "queue": unescape_text(queue),
+        "date_started": date_started,
         # The names upstream returned as well; kept for code that reads them.
         "task_name": task_name,
         "task_args": args,
@@ -367,7 +408,7 @@ def task_meta(codec: Codec, row: Mapping[str, Any]) -> dict[str, Any]:
 def ready_meta(codec: Codec, record: Sequence[Any]) -> dict[str, Any]:
     """The meta a join reads of a finished task: state, result, traceback and children.
 
-    ``record`` holds the ``READY_COLUMNS`` of the manager, in order. A join
+    ``record`` holds the :data:`READY_COLUMNS`, in order. A join
     polls many rows, so nothing that only describes the task (name,
     arguments, worker, dates) is decoded; :func:`task_meta` has all of it.
     """

@@ -93,18 +93,19 @@ class ReadCache:
     def records(self, alias: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows of the shape for ``len(values)`` values, run on ``alias``'s connection, as tuples."""
         connection = connections[alias]
-        shapes = self._per_connection.get(connection)
-        if shapes is None:
-            with self._lock:
-                shapes = self._per_connection.setdefault(connection, {})
-        compiled = shapes.get(len(values))
-        if compiled is None:
-            compiled = CompiledRead(connection, self.model, self.columns, self.sql(connection, len(values)))
-            if len(shapes) >= SHAPES_PER_CONNECTION:
-                shapes.clear()
-            shapes[len(values)] = compiled
+        try:
+            compiled = self._per_connection[connection][len(values)]
+        except KeyError:
+            compiled = self._compile(connection, len(values))
         return compiled.records(connection, values)
 
-    def rows(self, alias: str, values: Sequence[Any]) -> list[dict[str, Any]]:
-        """:meth:`records` as ``{column: value}`` dicts."""
-        return [dict(zip(self.columns, record, strict=True)) for record in self.records(alias, values)]
+    def _compile(self, connection: BaseDatabaseWrapper, size: int) -> CompiledRead:
+        """Build the shape for ``size`` values on ``connection`` and keep it (at most
+        :data:`SHAPES_PER_CONNECTION` of them)."""
+        with self._lock:
+            shapes = self._per_connection.setdefault(connection, {})
+        compiled = CompiledRead(connection, self.model, self.columns, self.sql(connection, size))
+        if len(shapes) >= SHAPES_PER_CONNECTION:
+            shapes.clear()
+        shapes[size] = compiled
+        return compiled

@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce, Concat, Greatest, Length, Subst
 from django.utils import timezone
 
 from . import engines
+from .codec import META_COLUMNS, READY_COLUMNS
 from .compiled import ReadCache
 from .conf import app_settings
 from .values import check_id, storable
@@ -334,30 +335,6 @@ def delete_tied(
     return int(cursor.rowcount)
 
 
-#: The columns Celery's meta is built from (:func:`codec.task_meta`).
-META_COLUMNS = (
-    "task_id",
-    "status",
-    "content_type",
-    "content_encoding",
-    "result",
-    "traceback",
-    "meta",
-    "date_done",
-    "date_started",
-    "task_name",
-    "task_args",
-    "task_kwargs",
-    "worker",
-    "periodic_task_name",
-    "retries",
-    "queue",
-)
-
-#: What a join needs of a finished task (:func:`codec.ready_meta`): nothing that only describes it.
-READY_COLUMNS = ("task_id", "status", "content_type", "content_encoding", "result", "traceback", "meta")
-
-
 class TaskResultManager(ResultManager["TaskResult"]):
     """Manager for :class:`~django_celery_results.models.TaskResult`."""
 
@@ -381,13 +358,16 @@ class TaskResultManager(ResultManager["TaskResult"]):
             ),
         )
 
-    def meta_row(self, task_id: str) -> dict[str, Any] | None:
-        """The :data:`META_COLUMNS` of one task from the read alias, or ``None``: one SELECT."""
-        rows = self._meta_reads.rows(self.db, [check_id(self.model, "task_id", task_id)])
-        return rows[0] if rows else None
+    def meta_record(self, task_id: str) -> tuple[Any, ...] | None:
+        """The :data:`codec.META_COLUMNS` of one task from the read alias, or ``None``.
+
+        One SELECT; the values in column order, as :func:`codec.task_meta` reads them.
+        """
+        records = self._meta_reads.records(self.db, [check_id(self.model, "task_id", task_id)])
+        return records[0] if records else None
 
     def ready_meta_records(self, task_ids: list[str]) -> list[tuple[Any, ...]]:
-        """The :data:`READY_COLUMNS` of those of ``task_ids`` in a ready state, as tuples: one SELECT.
+        """The :data:`codec.READY_COLUMNS` of those of ``task_ids`` in a ready state, as tuples: one SELECT.
 
         The caller has checked the ids (a join checks them once, not on every poll).
         """

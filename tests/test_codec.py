@@ -96,6 +96,11 @@ def test_arguments_that_are_not_serialized_come_back_as_text() -> None:
     assert PICKLE.decode_lenient("application/x-python-serialize", "binary", "(1, 2)") == "(1, 2)"
 
 
+def record_of(values: dict[str, object]) -> tuple[object, ...]:
+    """A stored row as the read returns it: every meta column in order, NULL where ``values`` has none."""
+    return tuple(values.get(name) for name in codec.META_COLUMNS)
+
+
 def _request(**fields: object) -> SimpleNamespace:
     base = {
         "task": "proj.add",
@@ -137,7 +142,7 @@ def test_row_values_round_trip_to_celery_meta(
         children=children,
         extended=extended,
     )
-    meta = codec.task_meta(JSON, {**values, "date_done": "when"})
+    meta = codec.task_meta(JSON, record_of({**values, "date_done": "when"}))
     assert meta["task_id"] == "t-1"
     assert meta["status"] == status
     assert meta["result"] == result
@@ -168,7 +173,7 @@ def test_user_meta_never_replaces_protocol_keys(user_meta: dict) -> None:
         children=None,
         extended=True,
     )
-    meta = codec.task_meta(JSON, {**values, "date_done": "when"})
+    meta = codec.task_meta(JSON, record_of({**values, "date_done": "when"}))
     assert (meta["status"], meta["result"], meta["task_id"], meta["name"]) == (
         states.SUCCESS,
         42,
@@ -192,7 +197,7 @@ def test_protocol_1_requests_store_args_themselves() -> None:
         children=None,
         extended=True,
     )
-    meta = codec.task_meta(JSON, {**values, "date_done": None})
+    meta = codec.task_meta(JSON, record_of({**values, "date_done": None}))
     assert meta["args"] == [1, 2]
     assert meta["kwargs"] == {"k": 1}
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_celery_results import compiled
-from django_celery_results.managers import META_COLUMNS, READY_COLUMNS
+from django_celery_results.codec import META_COLUMNS, READY_COLUMNS
 from django_celery_results.models import TaskResult
 from django_celery_results.utils import now
 from tests.support.strategies import any_text, safe_text
@@ -36,10 +36,10 @@ rows = st.fixed_dictionaries(
 )
 
 
-def orm_rows(task_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The same columns through a plain ORM query, for comparison."""
-    found = TaskResult.objects.filter(task_id__in=task_ids).values(*META_COLUMNS)
-    return {row["task_id"]: row for row in found}
+def orm_rows(task_ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The same columns through a plain ORM query, in the same order, for comparison."""
+    found = TaskResult.objects.filter(task_id__in=task_ids).values_list(*META_COLUMNS)
+    return {row[0]: row for row in found}
 
 
 def store(app: Any, fields: dict[str, Any]) -> str:
@@ -67,20 +67,18 @@ def test_compiled_reads_return_the_orm_values(app: Any, stored: list[dict[str, A
     task_ids = [store(app, fields) for fields in stored]
     expected = orm_rows(task_ids)
     for task_id in task_ids:
-        assert TaskResult.objects.meta_row(task_id) == expected[task_id]
-    ready = {
-        record[0]: dict(zip(READY_COLUMNS, record, strict=True))
-        for record in TaskResult.objects.ready_meta_records([*task_ids, new_id()])
-    }
+        assert TaskResult.objects.meta_record(task_id) == expected[task_id]
+    ready = {record[0]: record for record in TaskResult.objects.ready_meta_records([*task_ids, new_id()])}
+    in_ready = [META_COLUMNS.index(name) for name in READY_COLUMNS]
     assert ready == {
-        k: {name: v[name] for name in READY_COLUMNS}
+        k: tuple(v[at] for at in in_ready)
         for k, v in expected.items()
-        if v["status"] in states.READY_STATES
+        if v[META_COLUMNS.index("status")] in states.READY_STATES
     }
 
 
 def test_a_missing_task_has_no_row() -> None:
-    assert TaskResult.objects.meta_row(new_id()) is None
+    assert TaskResult.objects.meta_record(new_id()) is None
     assert TaskResult.objects.ready_meta_records([new_id(), new_id()]) == []
 
 
@@ -88,14 +86,14 @@ def test_a_missing_task_has_no_row() -> None:
 def test_ids_holding_sql_characters_are_looked_up_as_themselves(task_id: str) -> None:
     TaskResult.objects.store_result("application/json", "utf-8", task_id, "1", states.SUCCESS)
     TaskResult.objects.store_result("application/json", "utf-8", "plain-id", "2", states.SUCCESS)
-    assert TaskResult.objects.meta_row(task_id)["result"] == "1"  # type: ignore[index]
+    assert TaskResult.objects.meta_record(task_id)[META_COLUMNS.index("result")] == "1"  # type: ignore[index]
     records = TaskResult.objects.ready_meta_records([task_id, "plain-id"])
     assert sorted((record[0], record[4]) for record in records) == sorted([(task_id, "1"), ("plain-id", "2")])
 
 
 def test_an_id_no_engine_stores_is_refused_before_any_query() -> None:
     with pytest.raises(ValueError):
-        TaskResult.objects.meta_row("nul\x00id")
+        TaskResult.objects.meta_record("nul\x00id")
 
 
 def test_each_thread_compiles_on_its_own_connection() -> None:
@@ -105,7 +103,7 @@ def test_each_thread_compiles_on_its_own_connection() -> None:
 
     def read() -> None:
         try:
-            seen.append(TaskResult.objects.meta_row(task_id))
+            seen.append(TaskResult.objects.meta_record(task_id))
         finally:
             connections.close_all()
 
@@ -114,7 +112,7 @@ def test_each_thread_compiles_on_its_own_connection() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert [row["result"] for row in seen] == ["7"] * 4
+    assert [record[META_COLUMNS.index("result")] for record in seen] == ["7"] * 4
 
 
 def test_shapes_are_bounded_per_connection() -> None:

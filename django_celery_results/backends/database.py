@@ -292,8 +292,8 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
     @reconnects_when_lost
     def _get_task_meta_for(self, task_id: str, fresh: bool = False) -> dict[str, Any]:
         # An id that can never be stored raises here (check_id): a caller waiting on it would wait forever.
-        row = self._task_reader(fresh).meta_row(task_id)
-        if row is None:
+        record = self._task_reader(fresh).meta_record(task_id)
+        if record is None:
             return cast(
                 "dict[str, Any]",
                 self.meta_from_decoded(
@@ -307,7 +307,7 @@ class DatabaseBackend(GroupBodyFailures, BaseDictBackend):  # type: ignore[misc]
                     }
                 ),
             )
-        return cast("dict[str, Any]", self.meta_from_decoded(codec.task_meta(self.codec, row)))
+        return cast("dict[str, Any]", self.meta_from_decoded(codec.task_meta(self.codec, record)))
 
     def _ready_metas(self, task_ids: Iterable[str], fresh: bool = False) -> list[dict[str, Any]]:
         """Join meta (:func:`codec.ready_meta`) of those of ``task_ids`` in a ready state.
