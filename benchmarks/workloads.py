@@ -85,6 +85,29 @@ def get_meta(app: Celery, ids: list[str], floor_ids: list[str], n: int) -> Paire
     )
 
 
+def eager_check_us(app: Celery, calls: int = 5000) -> float:
+    """Microseconds per call of Celery's eager-mode check (``_ensure_not_eager``), median of 5 blocks.
+
+    Celery's ``get_task_meta`` runs it on every call, before any backend code.
+    """
+    check = app.backend._ensure_not_eager
+    blocks = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            check()
+        blocks.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(blocks)
+
+
+def app_from_django_settings() -> Celery:
+    """An app configured as Django sites usually do: from ``django.conf:settings``, namespace ``CELERY``."""
+    app = Celery("bench-django-settings", set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.conf.result_backend = "django-db"
+    return app
+
+
 def group_join(app: Celery, ids: list[str], floor_ids: list[str], repeats: int, native: bool) -> Paired:
     """``GroupResult.join_native()`` (``native``) or ``join()`` of finished tasks, fresh results each."""
     groups = [GroupResult(new_id(), [app.AsyncResult(t) for t in ids], app=app) for _ in range(repeats + 5)]
