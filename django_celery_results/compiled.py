@@ -100,8 +100,7 @@ class ReadCache:
         return compiled.records(connection, values)
 
     def _compile(self, connection: BaseDatabaseWrapper, size: int) -> CompiledRead:
-        """Build the shape for ``size`` values on ``connection`` and keep it (at most
-        :data:`SHAPES_PER_CONNECTION` of them)."""
+        """Build and keep the read for ``size`` values (up to :data:`SHAPES_PER_CONNECTION` kept)."""
         with self._lock:
             shapes = self._per_connection.setdefault(connection, {})
         compiled = CompiledRead(connection, self.model, self.columns, self.sql(connection, size))
