@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
+import timeit
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -90,14 +91,8 @@ def eager_check_us(app: Celery, calls: int = 5000) -> float:
 
     Celery's ``get_task_meta`` runs it on every call, before any backend code.
     """
-    check = app.backend._ensure_not_eager
-    blocks = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            check()
-        blocks.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(blocks)
+    blocks = timeit.repeat(app.backend._ensure_not_eager, number=calls, repeat=5)
+    return statistics.median(blocks) / calls * 1e6
 
 
 def app_from_django_settings() -> Celery:
